@@ -1,0 +1,82 @@
+use rust_decimal::Decimal;
+
+use crate::{AccountId, TransferId};
+
+/// Every way a ledger operation can be refused for a reason the client can
+/// act on. Each variant has exactly one database counterpart (a named
+/// constraint or SQLSTATE, see `ledger-store`), so that the rule holds even
+/// when a bug lets a request past the Rust check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// No account has this id.
+    #[error("account {0} does not exist")]
+    AccountNotFound(AccountId),
+    /// No transfer has this id.
+    #[error("transfer {0} does not exist")]
+    TransferNotFound(TransferId),
+    /// The source's balance does not cover the amount.
+    #[error("account {account} has insufficient funds")]
+    InsufficientFunds {
+        /// The account that would go negative.
+        account: AccountId,
+    },
+    /// Source and destination are the same account.
+    #[error("source and destination must be different accounts")]
+    SameAccount,
+    /// Zero or negative amount.
+    #[error("amount must be greater than zero")]
+    NonPositiveAmount,
+    /// More decimals than the currency's minor units.
+    #[error("{currency} amounts have at most {max_decimals} decimals")]
+    BadScale {
+        /// The currency's code.
+        currency: &'static str,
+        /// Its minor units.
+        max_decimals: u32,
+    },
+    /// The amount is above the ledger's ceiling (or a configured maximum).
+    #[error("amount exceeds the maximum of {max}")]
+    AmountTooLarge {
+        /// The ceiling that was exceeded.
+        max: Decimal,
+    },
+    /// An initial balance below zero.
+    #[error("initial balance must not be negative")]
+    NegativeInitialBalance,
+    /// Not an active ISO 4217 code.
+    #[error("unknown currency {0:?}")]
+    UnknownCurrency(String),
+    /// The two accounts, or the account and the amount, differ in currency.
+    #[error("currency mismatch: {expected} account, {found} transfer")]
+    CurrencyMismatch {
+        /// The account's currency.
+        expected: String,
+        /// The other currency involved.
+        found: String,
+    },
+    /// The account is closed (or being closed) and accepts no transfers.
+    #[error("account {0} is closed")]
+    AccountClosed(AccountId),
+    /// Closing requires a zero balance.
+    #[error("account {0} has a non-zero balance")]
+    AccountNotEmpty(AccountId),
+    /// An account with this id exists already.
+    #[error("account {0} already exists")]
+    AccountExists(AccountId),
+    /// The operation is not allowed on a system account (e.g. closing it, or
+    /// choosing an id in the range reserved for them).
+    #[error("{0} is a system account")]
+    SystemAccount(AccountId),
+    /// The idempotency key was used before with a different request.
+    #[error("idempotency key was used with a different request")]
+    IdempotencyKeyReused,
+    /// Malformed idempotency key.
+    #[error("idempotency key must be 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    /// Metadata that is not a JSON object or is too large.
+    #[error("metadata must be a JSON object of at most {max_bytes} bytes")]
+    InvalidMetadata {
+        /// The size limit.
+        max_bytes: usize,
+    },
+}

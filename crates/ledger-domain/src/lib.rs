@@ -1,0 +1,26 @@
+//! The ledger's domain: identifiers, currencies, exact amounts and the rules a
+//! transfer must satisfy. Nothing here does IO; the store and the HTTP layer
+//! parse their inputs into these types first, so that past the boundary an
+//! [`Amount`] is known to be positive and correctly scaled for its currency.
+//!
+//! Every rule checked here is enforced a second time by the database (see
+//! `sql/`), so that a bug in one is caught by the other.
+
+mod amount;
+mod currency;
+mod error;
+mod ids;
+mod idempotency;
+mod metadata;
+mod transfer;
+
+pub use amount::{Amount, MAX_AMOUNT};
+pub use currency::{Currency, CURRENCIES};
+pub use error::DomainError;
+pub use idempotency::{IdempotencyKey, RequestFingerprint};
+pub use ids::{AccountId, TransferId};
+pub use metadata::Metadata;
+pub use transfer::{check_funds, AccountKind, TransferRequest};
+
+/// Exact decimal number used for every amount and balance. Never a float.
+pub use rust_decimal::Decimal;

@@ -1,0 +1,155 @@
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use ledger_domain::{AccountId, DomainError};
+use uuid::Uuid;
+
+use crate::accounts::MAX_PAGE_SIZE;
+use crate::records::{
+    currency_of, transfer_from_row, Balance, Direction, HistoryEntry, HistoryQuery, Page,
+    TRANSFER_COLUMNS,
+};
+use crate::{Ledger, StoreError};
+
+impl Ledger {
+    /// The account's balance now. Never final: a transfer may commit next.
+    pub async fn balance(&self, account: AccountId) -> Result<Balance, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "select currency_code, ledger.balance(account_id) as balance, \
+                        clock_timestamp() as at \
+                   from ledger.accounts where account_id = $1",
+            )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&account.as_uuid()])
+            .await?
+            .ok_or(DomainError::AccountNotFound(account))?;
+        Ok(Balance {
+            account_id: account,
+            currency: currency_of(row.try_get("currency_code")?)?,
+            balance: row.try_get("balance")?,
+            at: row.try_get("at")?,
+            is_final: false,
+        })
+    }
+
+    /// The account's balance including every transfer with `created_at <=
+    /// at`, and whether that answer is final (see `ledger.final_horizon`).
+    /// Value and finality come from one statement, hence one snapshot.
+    pub async fn balance_at(
+        &self,
+        account: AccountId,
+        at: DateTime<Utc>,
+    ) -> Result<Balance, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "select currency_code, ledger.balance_at(account_id, $2) as balance, \
+                        $2 < ledger.final_horizon() as is_final \
+                   from ledger.accounts where account_id = $1",
+            )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&account.as_uuid(), &at])
+            .await?
+            .ok_or(DomainError::AccountNotFound(account))?;
+        Ok(Balance {
+            account_id: account,
+            currency: currency_of(row.try_get("currency_code")?)?,
+            balance: row.try_get("balance")?,
+            at,
+            is_final: row.try_get("is_final")?,
+        })
+    }
+
+    /// The transfers into and out of `account`, newest first.
+    pub async fn history(
+        &self,
+        account: AccountId,
+        query: &HistoryQuery,
+    ) -> Result<Page<HistoryEntry>, StoreError> {
+        let (before_time, before_id) = match &query.cursor {
+            Some(cursor) => parse_history_cursor(cursor)?,
+            None => (DateTime::<Utc>::MAX_UTC, Uuid::max()),
+        };
+        let from = query.from.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let to = query.to.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let limit = i64::from(query.limit.clamp(1, MAX_PAGE_SIZE)) + 1;
+
+        let client = self.client().await?;
+        exists(&client, account).await?;
+        // Each half walks its own (account, created_at) index backwards; the
+        // merge keeps the newest `limit`.
+        let statement = client
+            .prepare_cached(&format!(
+                "select * from (
+                   (select {TRANSFER_COLUMNS}, 'out' as direction from ledger.transfers
+                     where source_account_id = $1 and created_at between $2 and $3
+                       and created_at <= $4 and (created_at, transfer_id) < ($4, $5)
+                     order by created_at desc, transfer_id desc limit $6)
+                   union all
+                   (select {TRANSFER_COLUMNS}, 'in' as direction from ledger.transfers
+                     where destination_account_id = $1 and created_at between $2 and $3
+                       and created_at <= $4 and (created_at, transfer_id) < ($4, $5)
+                     order by created_at desc, transfer_id desc limit $6)
+                 ) h
+                 order by created_at desc, transfer_id desc
+                 limit $6"
+            ))
+            .await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&account.as_uuid(), &from, &to, &before_time, &before_id, &limit],
+            )
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let transfer = transfer_from_row(row)?;
+            let (direction, balance_after) = match row.try_get::<_, &str>("direction")? {
+                "out" => (Direction::Out, transfer.source_balance_after),
+                _ => (Direction::In, transfer.destination_balance_after),
+            };
+            items.push(HistoryEntry {
+                transfer,
+                direction,
+                balance_after,
+            });
+        }
+        let page_size = (limit - 1) as usize;
+        let next_cursor = if items.len() > page_size {
+            items.truncate(page_size);
+            items.last().map(|entry| {
+                format!(
+                    "{}_{}",
+                    entry.transfer.created_at.timestamp_micros(),
+                    entry.transfer.id
+                )
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+async fn exists(client: &impl GenericClient, account: AccountId) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached("select 1 from ledger.accounts where account_id = $1")
+        .await?;
+    match client.query_opt(&statement, &[&account.as_uuid()]).await? {
+        Some(_) => Ok(()),
+        None => Err(DomainError::AccountNotFound(account).into()),
+    }
+}
+
+/// History cursors are `<created_at in µs>_<transfer id>` of the last entry
+/// returned: opaque to clients, stable across inserts.
+fn parse_history_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), StoreError> {
+    let (micros, id) = cursor.split_once('_').ok_or(StoreError::InvalidCursor)?;
+    let micros: i64 = micros.parse().map_err(|_| StoreError::InvalidCursor)?;
+    let time = DateTime::<Utc>::from_timestamp_micros(micros).ok_or(StoreError::InvalidCursor)?;
+    let id = id.parse().map_err(|_| StoreError::InvalidCursor)?;
+    Ok((time, id))
+}

@@ -1,0 +1,72 @@
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::StoreError;
+
+/// How the store reaches PostgreSQL, and the limits it puts on that.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// A libpq-style URL, e.g. `postgres://postgres@127.0.0.1:5432/ledger`.
+    pub database_url: String,
+    /// Most connections held at once.
+    pub pool_size: usize,
+    /// How long a request waits for a pooled connection before giving up.
+    pub acquire_timeout: Duration,
+    /// How long opening a new connection may take.
+    pub connect_timeout: Duration,
+    /// Server-side `statement_timeout` for every statement.
+    pub statement_timeout: Duration,
+    /// How many times a transfer that lost its sequence-number race is
+    /// retried before the store gives up with [`StoreError::Contention`].
+    pub max_sequence_retries: u32,
+    /// Longest a close waits for in-flight transactions to finish.
+    pub close_wait: Duration,
+}
+
+impl StoreConfig {
+    /// Sensible limits for a given database URL.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            pool_size: 32,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+            max_sequence_retries: 1_000,
+            close_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+pub(crate) fn build_pool(config: &StoreConfig) -> Result<Pool, StoreError> {
+    let mut pg: tokio_postgres::Config = config
+        .database_url
+        .parse()
+        .map_err(|err| StoreError::Config(format!("invalid database URL: {err}")))?;
+    pg.connect_timeout(config.connect_timeout);
+    pg.application_name("ledger");
+    // Every write must run at read committed (the trigger insists): each
+    // statement then sees what committed before it, which is what makes the
+    // sequence-number race sound.
+    pg.options(format!(
+        "-c statement_timeout={} -c default_transaction_isolation=read\\ committed",
+        config.statement_timeout.as_millis()
+    ));
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .wait_timeout(Some(config.acquire_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|err| StoreError::Config(format!("cannot build the connection pool: {err}")))
+}

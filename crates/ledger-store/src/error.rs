@@ -1,0 +1,127 @@
+use ledger_domain::{AccountId, DomainError};
+use tokio_postgres::error::SqlState;
+
+/// Everything the store can fail with. A [`StoreError::Domain`] is the
+/// client's to fix; the others are the service's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A ledger rule refused the operation.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The same idempotency key is held by a request still in flight.
+    #[error("a request with this idempotency key is still in flight")]
+    IdempotencyInFlight,
+    /// A pagination cursor that this store did not issue.
+    #[error("invalid pagination cursor")]
+    InvalidCursor,
+    /// A transfer kept losing its sequence-number race past the retry limit.
+    #[error("account {0} is too contended, retry later")]
+    Contention(AccountId),
+    /// The database cannot be reached, or did not answer in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The store was configured wrongly.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// A bug or an unexpected database answer; never the client's doing.
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl StoreError {
+    pub(crate) fn from_pool(err: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match err {
+            PoolError::Backend(err) => Self::from(err),
+            PoolError::Timeout(kind) => Self::Unavailable(format!("connection pool timeout ({kind:?})")),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    /// Errors that no rule explains: lost connections and timeouts become
+    /// `Unavailable`, anything else `Internal`. Rule violations are mapped by
+    /// [`constraint_violation`] where the caller knows the accounts involved.
+    fn from(err: tokio_postgres::Error) -> Self {
+        if is_unavailable(&err) {
+            return Self::Unavailable(err.to_string());
+        }
+        Self::Internal(anyhow::Error::new(err))
+    }
+}
+
+fn is_unavailable(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    let Some(db) = err.as_db_error() else {
+        // No server answer at all: an IO error or a closed connection.
+        return true;
+    };
+    let code = db.code();
+    code.code().starts_with("08") // connection exception
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+        || *code == SqlState::QUERY_CANCELED // statement_timeout
+        || *code == SqlState::LOCK_NOT_AVAILABLE
+        || *code == SqlState::READ_ONLY_SQL_TRANSACTION // failed over to a standby
+}
+
+/// The accounts a write names, so that a violation can say which one failed.
+pub(crate) struct WriteContext {
+    pub source: AccountId,
+    pub destination: AccountId,
+    pub currency: &'static str,
+    pub max_decimals: u32,
+}
+
+/// Maps a violated, *named* constraint to the domain rule it enforces. The
+/// names are those in `sql/V1__ledger.sql`; the message text is never read.
+pub(crate) fn constraint_violation(
+    err: &tokio_postgres::Error,
+    context: &WriteContext,
+) -> Option<DomainError> {
+    let constraint = err.as_db_error()?.constraint()?;
+    let error = match constraint {
+        "transfers_source_account_id_fkey" => DomainError::AccountNotFound(context.source),
+        "transfers_destination_account_id_fkey" => {
+            DomainError::AccountNotFound(context.destination)
+        }
+        "transfers_source_open" => DomainError::AccountClosed(context.source),
+        "transfers_destination_open" => DomainError::AccountClosed(context.destination),
+        "transfers_currency_match" => DomainError::CurrencyMismatch {
+            expected: context.currency.to_owned(),
+            found: "another currency".to_owned(),
+        },
+        "transfers_amount_scale" => DomainError::BadScale {
+            currency: context.currency,
+            max_decimals: context.max_decimals,
+        },
+        "transfers_amount_positive" => DomainError::NonPositiveAmount,
+        "transfers_amount_ceiling" => DomainError::AmountTooLarge {
+            max: ledger_domain::MAX_AMOUNT,
+        },
+        "transfers_distinct_accounts" => DomainError::SameAccount,
+        "transfers_no_overdraft" => DomainError::InsufficientFunds {
+            account: context.source,
+        },
+        _ => return None,
+    };
+    Some(error)
+}
+
+/// The SQLSTATE of a unique violation on the named constraint.
+pub(crate) fn is_unique_violation(err: &tokio_postgres::Error, constraint: &str) -> bool {
+    err.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+    })
+}
+
+/// Whether the named constraint was violated (any SQLSTATE).
+pub(crate) fn violates(err: &tokio_postgres::Error, constraint: &str) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| db.constraint() == Some(constraint))
+}

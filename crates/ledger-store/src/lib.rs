@@ -1,0 +1,77 @@
+//! The ledger's PostgreSQL store. It owns the pool, the embedded migrations
+//! (`sql/`) and every SQL statement the service issues; nothing above it
+//! writes SQL.
+//!
+//! Writes follow one pattern: read the source's head (next sequence number
+//! and balance), check the domain rules in Rust, then insert the transfer row
+//! with `on conflict (source_account_id, source_seq) do nothing`. The database
+//! checks the same rules again in its trigger. When another transfer won the
+//! sequence number, the insert returns nothing and the store retries with the
+//! new head: the unique key is the only concurrency control.
+
+mod accounts;
+mod balances;
+mod config;
+mod error;
+mod horizon;
+mod idempotency;
+mod migrate;
+mod records;
+mod transfers;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use deadpool_postgres::Pool;
+use ledger_domain::AccountId;
+
+pub use config::StoreConfig;
+pub use error::StoreError;
+pub use accounts::MAX_PAGE_SIZE;
+pub use records::{
+    Account, Balance, Direction, HistoryEntry, HistoryQuery, NewAccount, Outcome, Page, Posting,
+    Transfer,
+};
+
+/// Handle to the ledger in PostgreSQL. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    pool: Pool,
+    config: Arc<StoreConfig>,
+    /// System accounts known to exist (they are never deleted).
+    known_system_accounts: Arc<RwLock<HashSet<AccountId>>>,
+}
+
+impl Ledger {
+    /// Builds the connection pool. Connections are opened lazily.
+    pub fn connect(config: StoreConfig) -> Result<Self, StoreError> {
+        let pool = config::build_pool(&config)?;
+        Ok(Self {
+            pool,
+            config: Arc::new(config),
+            known_system_accounts: Arc::default(),
+        })
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Checks that the database answers and that the schema is migrated.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("select to_regclass('ledger.transfers') is not null", &[])
+            .await?;
+        if row.get::<_, bool>(0) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("schema is not migrated".into()))
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(StoreError::from_pool)
+    }
+}
