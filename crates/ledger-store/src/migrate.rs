@@ -16,7 +16,7 @@ impl Ledger {
         let mut object = self.client().await?;
         let client: &mut tokio_postgres::Client = object.deref_mut().deref_mut();
         client
-            .execute("select pg_advisory_lock(7_406_114_723)", &[])
+            .execute("select pg_advisory_lock(7406114723)", &[])
             .await?;
         let result = embedded::migrations::runner()
             .set_abort_divergent(true)
@@ -24,7 +24,7 @@ impl Ledger {
             .await
             .context("Failed to apply migrations");
         client
-            .execute("select pg_advisory_unlock(7_406_114_723)", &[])
+            .execute("select pg_advisory_unlock(7406114723)", &[])
             .await?;
         result.map(drop).map_err(StoreError::Internal)
     }

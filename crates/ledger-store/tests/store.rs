@@ -1,0 +1,14 @@
+//! The ledger core's specification, run against a real PostgreSQL: one fresh
+//! database per test (see ledger-testkit).
+
+mod store {
+    pub mod support;
+
+    mod accounts;
+    mod append_only;
+    mod as_of;
+    mod concurrency;
+    mod errors;
+    mod idempotency;
+    mod money;
+}

@@ -1,0 +1,74 @@
+//! The database itself enforces the invariants, whoever writes to it.
+
+use super::support::{database, open, open_in};
+
+#[tokio::test]
+async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
+    let (database, ledger) = database().await;
+    let account = open(&ledger, "10.00").await;
+    let client = database.connect().await.expect("connect");
+
+    for statement in [
+        "update ledger.transfers set amount = 1000000",
+        "delete from ledger.transfers",
+        "truncate ledger.transfers",
+        "truncate ledger.transfers cascade",
+        "delete from ledger.accounts",
+        "update ledger.accounts set currency_code = 'EUR'",
+    ] {
+        let error = client
+            .batch_execute(statement)
+            .await
+            .expect_err(&format!("{statement} must fail"));
+        let constraint = error.as_db_error().and_then(|db| db.constraint().map(str::to_owned));
+        assert!(
+            constraint.as_deref().is_some_and(|c| c.ends_with("_append_only")),
+            "{statement}: {error:?}"
+        );
+    }
+    let balance: ledger_domain::Decimal = client
+        .query_one("select ledger.balance($1)", &[&account.as_uuid()])
+        .await
+        .expect("balance")
+        .get(0);
+    assert_eq!(balance, super::support::dec("10.00"));
+}
+
+#[tokio::test]
+async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
+    let (database, ledger) = database().await;
+    let a = open(&ledger, "10.00").await;
+    let b = open(&ledger, "0").await;
+    let euro = open_in(&ledger, ledger_domain::Currency::parse("EUR").expect("EUR"), "1.00").await;
+    let client = database.connect().await.expect("connect");
+
+    // (source, seq, destination, currency, amount, the constraint that must fire)
+    let cases = [
+        (a, 0, b, "USD", "11.00", "transfers_no_overdraft"),
+        (a, 1, b, "USD", "1.00", "transfers_sequence_contiguous"),
+        (a, 0, b, "USD", "0.001", "transfers_amount_scale"),
+        (a, 0, b, "USD", "0", "transfers_amount_positive"),
+        (a, 0, b, "USD", "-5", "transfers_amount_positive"),
+        (a, 0, a, "USD", "1.00", "transfers_distinct_accounts"),
+        (a, 0, euro, "USD", "1.00", "transfers_currency_match"),
+    ];
+    for (source, seq, destination, currency, amount, constraint) in cases {
+        let error = client
+            .execute(
+                "insert into ledger.transfers (source_account_id, source_seq, transfer_id,
+                     destination_account_id, currency_code, amount)
+                 values ($1, $2, gen_random_uuid(), $3, $4, $5::text::numeric)",
+                &[&source.as_uuid(), &(seq as i64), &destination.as_uuid(), &currency, &amount],
+            )
+            .await
+            .expect_err(constraint);
+        let violated = error.as_db_error().and_then(|db| db.constraint());
+        assert_eq!(violated, Some(constraint), "{error:?}");
+    }
+    let count: i64 = client
+        .query_one("select count(*) from ledger.transfers", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 2, "only the two opening deposits exist");
+}

@@ -1,0 +1,172 @@
+//! The unique key is the only concurrency control: these tests race many
+//! writers and check that nothing is lost, doubled, overdrawn or deadlocked.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use ledger_domain::DomainError;
+use ledger_store::StoreError;
+use rand::{Rng, SeedableRng};
+
+use super::support::{assert_invariants, balance, database, dec, open, open_in};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sequence_numbers_are_gap_free_from_zero_under_64_concurrent_writers() {
+    let (database, ledger) = database().await;
+    let ledger = ledger;
+    let source = open(&ledger, "1000.00").await;
+    let destination = open(&ledger, "0").await;
+
+    let writers = (0..64).map(|_| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            ledger
+                .transfer(source, destination, dec("1.00"), None, None)
+                .await
+        })
+    });
+    let results = join_all(writers).await;
+
+    let mut sequences: Vec<i64> = results
+        .into_iter()
+        .map(|joined| joined.expect("task").expect("transfer").value.source_seq)
+        .collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, (0..64).collect::<Vec<i64>>());
+    assert_eq!(balance(&ledger, source).await, dec("936.00"));
+    assert_invariants(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_withdrawals_beyond_the_balance_never_overdraw() {
+    let (database, ledger) = database().await;
+    let account = open(&ledger, "1000.00").await;
+    let amount = dec("30.00");
+
+    let withdrawals = (0..100).map(|_| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.withdraw(account, amount, None, None).await })
+    });
+    let results = join_all(withdrawals).await;
+
+    let mut successes = 0;
+    for result in results {
+        match result.expect("task") {
+            Ok(_) => successes += 1,
+            Err(StoreError::Domain(DomainError::InsufficientFunds { account: refused })) => {
+                assert_eq!(refused, account);
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    // floor(1000 / 30) = 33 withdrawals fit.
+    assert_eq!(successes, 33);
+    assert_eq!(balance(&ledger, account).await, dec("10.00"));
+    assert_invariants(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opposite_transfers_between_two_accounts_all_succeed_without_deadlock() {
+    let (database, ledger) = database().await;
+    let a = open(&ledger, "500.00").await;
+    let b = open(&ledger, "500.00").await;
+
+    let started = Instant::now();
+    let transfers = (0..200).map(|i| {
+        let ledger = ledger.clone();
+        let (source, destination) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        tokio::spawn(async move {
+            ledger
+                .transfer(source, destination, dec("1.00"), None, None)
+                .await
+        })
+    });
+    let results = tokio::time::timeout(Duration::from_secs(30), join_all(transfers))
+        .await
+        .expect("no deadlock: all transfers finish");
+    let elapsed = started.elapsed();
+
+    for result in results {
+        result.expect("task").expect("every transfer succeeds");
+    }
+    assert_eq!(balance(&ledger, a).await + balance(&ledger, b).await, dec("1000.00"));
+    assert_eq!(balance(&ledger, a).await, dec("500.00"));
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "200 opposite transfers took {elapsed:?}"
+    );
+    assert_invariants(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_stress_keeps_every_currency_summing_to_zero() {
+    let (database, ledger) = database().await;
+    // The horizon ticker lets the write path take incoming checkpoints, so
+    // this also exercises checkpointed balances.
+    let ticker = tokio::spawn(ledger.clone().run_horizon_ticker(Duration::from_millis(20)));
+    let usd = ledger_domain::Currency::parse("USD").expect("USD");
+    let eur = ledger_domain::Currency::parse("EUR").expect("EUR");
+    let mut accounts = Vec::new();
+    for i in 0..20 {
+        let currency = if i % 2 == 0 { usd } else { eur };
+        accounts.push((currency, open_in(&ledger, currency, "100.00").await));
+    }
+    let by_currency: Vec<Vec<_>> = [usd, eur]
+        .iter()
+        .map(|c| accounts.iter().filter(|(cur, _)| cur == c).map(|(_, id)| *id).collect())
+        .collect();
+
+    let tasks = (0..16u64).map(|task| {
+        let ledger = ledger.clone();
+        let by_currency = by_currency.clone();
+        tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(task);
+            let mut applied = 0u32;
+            for _ in 0..(5_000 / 16) {
+                let group = &by_currency[rng.gen_range(0..2)];
+                let source = group[rng.gen_range(0..group.len())];
+                let destination = group[rng.gen_range(0..group.len())];
+                let cents = rng.gen_range(1..=5_000);
+                let amount = ledger_domain::Decimal::new(cents, 2);
+                let result = match rng.gen_range(0..10) {
+                    0 => ledger.deposit(source, amount, None, None).await,
+                    1 => ledger.withdraw(source, amount, None, None).await,
+                    _ => ledger.transfer(source, destination, amount, None, None).await,
+                };
+                match result {
+                    Ok(_) => applied += 1,
+                    Err(StoreError::Domain(
+                        DomainError::InsufficientFunds { .. } | DomainError::SameAccount,
+                    )) => {}
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+            }
+            applied
+        })
+    });
+    let applied: u32 = join_all(tasks).await.into_iter().map(|r| r.expect("task")).sum();
+    ticker.abort();
+
+    assert!(applied > 1_000, "only {applied} postings applied");
+    assert_invariants(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deposits_race_on_the_system_account_without_losing_any() {
+    let (database, ledger) = database().await;
+    let accounts: Vec<_> = join_all((0..8).map(|_| open(&ledger, "0"))).await;
+
+    let deposits = (0..64).map(|i| {
+        let ledger = ledger.clone();
+        let account = accounts[i % accounts.len()];
+        tokio::spawn(async move { ledger.deposit(account, dec("2.50"), None, None).await })
+    });
+    for result in join_all(deposits).await {
+        result.expect("task").expect("deposit");
+    }
+
+    for account in accounts {
+        assert_eq!(balance(&ledger, account).await, dec("20.00"));
+    }
+    assert_invariants(&database).await;
+}

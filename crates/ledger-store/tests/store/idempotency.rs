@@ -1,0 +1,106 @@
+//! A retried write with the same idempotency key is applied once.
+
+use futures::future::join_all;
+use ledger_domain::{Currency, DomainError, IdempotencyKey};
+use ledger_store::{NewAccount, StoreError};
+
+use super::support::{balance, database, dec, open, state};
+
+#[tokio::test]
+async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
+    let (database, ledger) = database().await;
+    let source = open(&ledger, "10.00").await;
+    let destination = open(&ledger, "0").await;
+    let key = IdempotencyKey::parse("payment-42").expect("key");
+
+    let first = ledger
+        .transfer(source, destination, dec("3.00"), None, Some(&key))
+        .await
+        .expect("first");
+    let after_first = state(&database).await;
+    let second = ledger
+        .transfer(source, destination, dec("3.0"), None, Some(&key))
+        .await
+        .expect("replay");
+
+    assert!(!first.replayed);
+    assert!(second.replayed);
+    assert_eq!(second.value, first.value);
+    assert_eq!(state(&database).await, after_first);
+    assert_eq!(balance(&ledger, destination).await, dec("3.00"));
+}
+
+#[tokio::test]
+async fn the_same_key_with_a_different_request_is_refused() {
+    let (database, ledger) = database().await;
+    let source = open(&ledger, "10.00").await;
+    let destination = open(&ledger, "0").await;
+    let key = IdempotencyKey::parse("payment-43").expect("key");
+    ledger
+        .transfer(source, destination, dec("3.00"), None, Some(&key))
+        .await
+        .expect("first");
+    let before = state(&database).await;
+
+    let different_amount = ledger
+        .transfer(source, destination, dec("4.00"), None, Some(&key))
+        .await;
+    let different_operation = ledger.deposit(destination, dec("3.00"), None, Some(&key)).await;
+
+    for result in [different_amount, different_operation] {
+        assert!(matches!(
+            result,
+            Err(StoreError::Domain(DomainError::IdempotencyKeyReused))
+        ));
+    }
+    assert_eq!(state(&database).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_with_one_key_apply_once() {
+    let (_database, ledger) = database().await;
+    let source = open(&ledger, "100.00").await;
+    let destination = open(&ledger, "0").await;
+    let key = IdempotencyKey::parse("retry-storm").expect("key");
+
+    let attempts = (0..16).map(|_| {
+        let ledger = ledger.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            ledger
+                .transfer(source, destination, dec("7.00"), None, Some(&key))
+                .await
+        })
+    });
+    let mut ids = Vec::new();
+    for result in join_all(attempts).await {
+        match result.expect("task") {
+            Ok(outcome) => ids.push(outcome.value.id),
+            // A retry that finds the first still running is told so.
+            Err(StoreError::IdempotencyInFlight) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "all successful attempts return the same transfer");
+    assert_eq!(balance(&ledger, destination).await, dec("7.00"));
+}
+
+#[tokio::test]
+async fn opening_an_account_with_a_key_twice_opens_it_once() {
+    let (database, ledger) = database().await;
+    let key = IdempotencyKey::parse("open-1").expect("key");
+    let request = || NewAccount {
+        id: None,
+        currency: Currency::parse("GBP").expect("GBP"),
+        initial_balance: Some(dec("9.99")),
+        metadata: None,
+    };
+    let first = ledger.open_account(request(), Some(&key)).await.expect("open");
+    let after_first = state(&database).await;
+    let again = ledger.open_account(request(), Some(&key)).await.expect("replay");
+
+    assert!(again.replayed);
+    assert_eq!(again.value.id, first.value.id);
+    assert_eq!(state(&database).await, after_first);
+}
