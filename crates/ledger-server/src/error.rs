@@ -1,0 +1,466 @@
+//! The one place where failures become HTTP responses: every error the API
+//! returns is an RFC 9457 problem (`application/problem+json`) with a stable
+//! `code`, and each code has exactly one status.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use ledger_domain::DomainError;
+use ledger_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::telemetry;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// What went wrong, as a stable machine-readable code. Clients branch on
+/// this, never on `title` or `detail`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: malformed JSON, wrong types, unknown fields, a bad UUID,
+    /// timestamp, cursor, limit or header.
+    InvalidRequest,
+    /// 422: the request is well-formed but breaks a rule (amount ≤ 0, too
+    /// many decimals, unknown currency, …); `detail` says which.
+    ValidationFailed,
+    /// 422: the source's balance does not cover the amount.
+    InsufficientFunds,
+    /// 422: the accounts are in different currencies.
+    CurrencyMismatch,
+    /// 422: the idempotency key was used before with a different request.
+    IdempotencyKeyReused,
+    /// 404: no such account (in the path or the body; `detail` says which).
+    AccountNotFound,
+    /// 404: no such transfer.
+    TransferNotFound,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
+    /// 409: an account with this id exists already.
+    AccountExists,
+    /// 409: the account is closed.
+    AccountClosed,
+    /// 409: only an account with a zero balance can be closed.
+    AccountNotEmpty,
+    /// 409: a request with the same idempotency key is still in flight.
+    IdempotencyInFlight,
+    /// 413: the body is larger than the configured limit.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 503: the database cannot be reached or is overloaded; retry later.
+    Unavailable,
+    /// 500: a bug. The body carries no internal detail.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::ValidationFailed
+            | Self::InsufficientFunds
+            | Self::CurrencyMismatch
+            | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::AccountNotFound | Self::TransferNotFound | Self::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::AccountExists
+            | Self::AccountClosed
+            | Self::AccountNotEmpty
+            | Self::IdempotencyInFlight => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short summary that is the same for every occurrence of the code.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "The request is malformed",
+            Self::ValidationFailed => "The request breaks a ledger rule",
+            Self::InsufficientFunds => "Insufficient funds",
+            Self::CurrencyMismatch => "Currency mismatch",
+            Self::IdempotencyKeyReused => "Idempotency key reused with a different request",
+            Self::AccountNotFound => "Account not found",
+            Self::TransferNotFound => "Transfer not found",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::AccountExists => "Account already exists",
+            Self::AccountClosed => "Account closed",
+            Self::AccountNotEmpty => "Account not empty",
+            Self::IdempotencyInFlight => "A request with this idempotency key is in flight",
+            Self::PayloadTooLarge => "Request body too large",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::Unavailable => "Service unavailable",
+            Self::Internal => "Internal server error",
+        }
+    }
+
+    /// The code as it appears in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::ValidationFailed => "validation_failed",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::CurrencyMismatch => "currency_mismatch",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::AccountNotFound => "account_not_found",
+            Self::TransferNotFound => "transfer_not_found",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::AccountExists => "account_exists",
+            Self::AccountClosed => "account_closed",
+            Self::AccountNotEmpty => "account_not_empty",
+            Self::IdempotencyInFlight => "idempotency_in_flight",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// An RFC 9457 problem detail, as every error response carries it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/insufficient_funds",
+    "title": "Insufficient funds",
+    "status": 422,
+    "detail": "account 0193a4a6-5f1e-7c36-9d1c-2f0b8e6f4a10 has insufficient funds",
+    "code": "insufficient_funds",
+    "request_id": "0193a4a6-6000-7000-8000-000000000001"
+}))]
+pub struct Problem {
+    /// Identifies the kind of problem: `/problems/{code}`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the kind of problem; the same for every occurrence.
+    pub title: String,
+    /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// What went wrong with this request, for people.
+    pub detail: String,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// The request id (also in the `X-Request-ID` response header).
+    pub request_id: String,
+}
+
+/// An error on its way to becoming a problem response.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    detail: String,
+    /// Methods a 405 response lists in `Allow`.
+    allow: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error with a code and a detail for the client.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            allow: None,
+        }
+    }
+
+    /// 400 invalid_request.
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, detail)
+    }
+
+    /// 422 validation_failed.
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationFailed, detail)
+    }
+
+    /// 405 method_not_allowed, listing the methods the route has.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                ErrorCode::MethodNotAllowed,
+                format!("this route allows only {allow}"),
+            )
+        }
+    }
+
+    /// The code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The detail sent to the client.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The problem body for the current request.
+    pub fn problem(&self) -> Problem {
+        Problem {
+            problem_type: format!("/problems/{}", self.code.as_str()),
+            title: self.code.title().to_owned(),
+            status: self.code.status().as_u16(),
+            detail: self.detail.clone(),
+            code: self.code,
+            request_id: telemetry::current_request_id(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if self.code == ErrorCode::Unavailable {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let Some(allow) = self.allow {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        let code = match &err {
+            DomainError::AccountNotFound(_) => ErrorCode::AccountNotFound,
+            DomainError::TransferNotFound(_) => ErrorCode::TransferNotFound,
+            DomainError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
+            DomainError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
+            DomainError::AccountClosed(_) => ErrorCode::AccountClosed,
+            DomainError::AccountNotEmpty(_) => ErrorCode::AccountNotEmpty,
+            DomainError::AccountExists(_) => ErrorCode::AccountExists,
+            DomainError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            // A malformed header is a malformed request, like a bad UUID.
+            DomainError::InvalidIdempotencyKey => ErrorCode::InvalidRequest,
+            DomainError::SameAccount
+            | DomainError::NonPositiveAmount
+            | DomainError::BadScale { .. }
+            | DomainError::AmountTooLarge { .. }
+            | DomainError::NegativeInitialBalance
+            | DomainError::UnknownCurrency(_)
+            | DomainError::SystemAccount(_)
+            | DomainError::InvalidMetadata { .. } => ErrorCode::ValidationFailed,
+        };
+        let detail = match &err {
+            DomainError::SystemAccount(id) if id.is_reserved_for_system() => format!(
+                "{id} is a system account (ids below 00000000-0000-0000-0000-000000001000 are \
+                 reserved for them): it cannot be chosen, closed, or be the source of a transfer"
+            ),
+            _ => err.to_string(),
+        };
+        Self::new(code, detail)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Domain(domain) => domain.into(),
+            StoreError::IdempotencyInFlight => {
+                Self::new(ErrorCode::IdempotencyInFlight, err.to_string())
+            }
+            StoreError::InvalidCursor => Self::invalid_request(
+                "invalid cursor: pass back the next_cursor of a previous page unchanged",
+            ),
+            StoreError::Contention(_) => {
+                tracing::warn!(error = %err, "store gave up on a contended account");
+                Self::new(ErrorCode::Unavailable, err.to_string())
+            }
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable or overloaded; retry later",
+                )
+            }
+            StoreError::Internal(_) | StoreError::Config(_) => {
+                // The cause is logged here, once, and never sent to the client.
+                tracing::error!(error = ?err, "internal error");
+                Self::new(
+                    ErrorCode::Internal,
+                    "an internal error occurred; it has been logged with this request id",
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ledger_domain::{AccountId, Decimal, TransferId};
+
+    use super::*;
+
+    #[test]
+    fn every_store_error_maps_to_its_documented_status_and_code() {
+        let account = AccountId::generate();
+        let cases: Vec<(StoreError, u16, &str)> = vec![
+            (
+                DomainError::AccountNotFound(account).into(),
+                404,
+                "account_not_found",
+            ),
+            (
+                DomainError::TransferNotFound(TransferId::generate()).into(),
+                404,
+                "transfer_not_found",
+            ),
+            (
+                DomainError::InsufficientFunds { account }.into(),
+                422,
+                "insufficient_funds",
+            ),
+            (
+                DomainError::CurrencyMismatch {
+                    expected: "USD".into(),
+                    found: "EUR".into(),
+                }
+                .into(),
+                422,
+                "currency_mismatch",
+            ),
+            (DomainError::SameAccount.into(), 422, "validation_failed"),
+            (
+                DomainError::NonPositiveAmount.into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                DomainError::BadScale {
+                    currency: "USD",
+                    max_decimals: 2,
+                }
+                .into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                DomainError::AmountTooLarge { max: Decimal::ONE }.into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                DomainError::NegativeInitialBalance.into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                DomainError::UnknownCurrency("XYZ".into()).into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                DomainError::SystemAccount(account).into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                DomainError::InvalidMetadata { max_bytes: 1 }.into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                DomainError::InvalidIdempotencyKey.into(),
+                400,
+                "invalid_request",
+            ),
+            (
+                DomainError::AccountClosed(account).into(),
+                409,
+                "account_closed",
+            ),
+            (
+                DomainError::AccountNotEmpty(account).into(),
+                409,
+                "account_not_empty",
+            ),
+            (
+                DomainError::AccountExists(account).into(),
+                409,
+                "account_exists",
+            ),
+            (
+                DomainError::IdempotencyKeyReused.into(),
+                422,
+                "idempotency_key_reused",
+            ),
+            (
+                StoreError::IdempotencyInFlight,
+                409,
+                "idempotency_in_flight",
+            ),
+            (StoreError::InvalidCursor, 400, "invalid_request"),
+            (StoreError::Unavailable("down".into()), 503, "unavailable"),
+            (StoreError::Contention(account), 503, "unavailable"),
+            (
+                StoreError::Internal(anyhow::anyhow!("secret cause")),
+                500,
+                "internal",
+            ),
+            (StoreError::Config("secret cause".into()), 500, "internal"),
+        ];
+        for (err, status, code) in cases {
+            let what = format!("{err:?}");
+            let api = ApiError::from(err);
+            assert_eq!(api.status_code().as_u16(), status, "{what}");
+            assert_eq!(api.code().as_str(), code, "{what}");
+            assert_eq!(
+                serde_json::to_value(api.code()).expect("serializable"),
+                serde_json::json!(code),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn internal_errors_never_show_their_cause() {
+        let api = ApiError::from(StoreError::Internal(anyhow::anyhow!("password=hunter2")));
+        assert!(!api.detail().contains("hunter2"));
+        let problem = serde_json::to_string(&api.problem()).expect("serializable");
+        assert!(!problem.contains("hunter2"));
+    }
+
+    #[test]
+    fn unavailable_responses_ask_to_retry() {
+        let response = ApiError::from(StoreError::Unavailable("down".into())).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(HeaderValue::as_bytes),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(HeaderValue::as_bytes),
+            Some(PROBLEM_JSON.as_bytes())
+        );
+    }
+}

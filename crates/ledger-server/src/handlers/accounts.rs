@@ -1,0 +1,333 @@
+//! Accounts: open, read, list, close, balance, history, deposits and
+//! withdrawals.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use ledger_domain::{AccountId, Currency};
+use ledger_store::{HistoryQuery, NewAccount};
+use uuid::Uuid;
+
+use crate::dto::{
+    page_size, parse_metadata, AccountDto, AccountPage, BalanceDto, BalanceParams, HistoryPage,
+    HistoryParams, ListAccountsParams, MovementRequest, OpenAccountRequest, TransferDto,
+};
+use crate::error::{ApiError, Problem};
+use crate::handlers::AppState;
+use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
+
+/// Opens an account, optionally with an initial balance deposited in the
+/// same transaction.
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tag = "accounts",
+    request_body = OpenAccountRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+    ),
+    responses(
+        (status = 201, description = "Opened (or replayed).", body = AccountDto,
+            headers(
+                ("Location" = String, description = "The new account: `/accounts/{id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
+            )),
+        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`account_exists`, `idempotency_in_flight`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance, reserved id, bad metadata), `idempotency_key_reused`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn open_account(
+    state: web::Data<AppState>,
+    key: IdempotencyKeyHeader,
+    body: web::Json<OpenAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let currency = match &body.currency {
+        Some(code) => Currency::parse(code)?,
+        None => state.api.default_currency,
+    };
+    let initial_balance = body
+        .initial_balance
+        .as_ref()
+        .map(|amount| state.amount(amount, "initial_balance"))
+        .transpose()?;
+    let request = NewAccount {
+        id: body.id.map(AccountId::from),
+        currency,
+        initial_balance,
+        metadata: parse_metadata(body.metadata)?,
+    };
+    let outcome = state.ledger.open_account(request, key.key()).await?;
+    let account = AccountDto::from(outcome.value);
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, format!("/accounts/{}", account.id)));
+    mark_replayed(&mut response, outcome.replayed);
+    Ok(response.json(account))
+}
+
+/// Lists accounts in id order (creation order for generated ids).
+#[utoipa::path(
+    get,
+    path = "/accounts",
+    tag = "accounts",
+    params(ListAccountsParams),
+    responses(
+        (status = 200, description = "A page of accounts.", body = AccountPage),
+        (status = 400, description = "`invalid_request`: bad limit or cursor, unknown parameter.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn list_accounts(
+    state: web::Data<AppState>,
+    params: web::Query<ListAccountsParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_size(params.limit)?;
+    let page = state
+        .ledger
+        .list_accounts(params.cursor.as_deref(), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(AccountPage::from(page)))
+}
+
+/// Reads an account with its current balance. System accounts can be read
+/// too (`00000000-0000-0000-0000-000000000840` is USD's).
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account id.")),
+    responses(
+        (status = 200, description = "The account.", body = AccountDto),
+        (status = 400, description = "`invalid_request`: the id is not a UUID.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn get_account(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let account = state.ledger.get_account(AccountId::from(*id)).await?;
+    Ok(HttpResponse::Ok().json(AccountDto::from(account)))
+}
+
+/// Closes an account. Only an account with a zero balance can be closed; a
+/// closed account accepts no more transfers but can still be read.
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    params(
+        ("id" = Uuid, Path, description = "The account id."),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+    ),
+    responses(
+        (status = 200, description = "The closed account (or the replayed close).", body = AccountDto,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the result of an earlier request with the same key."))),
+        (status = 400, description = "`invalid_request`: the id is not a UUID, or a bad Idempotency-Key.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`account_not_empty`, `account_closed`, `idempotency_in_flight`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (system accounts never close), `idempotency_key_reused`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn close_account(
+    state: web::Data<AppState>,
+    key: IdempotencyKeyHeader,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = state
+        .ledger
+        .close_account(AccountId::from(*id), key.key())
+        .await?;
+    let mut response = HttpResponse::Ok();
+    mark_replayed(&mut response, outcome.replayed);
+    Ok(response.json(AccountDto::from(outcome.value)))
+}
+
+/// An account's balance now, or as of a point in time (`at`).
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/balance",
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account id."), BalanceParams),
+    responses(
+        (status = 200, description = "The balance.", body = BalanceDto),
+        (status = 400, description = "`invalid_request`: the id is not a UUID or `at` is not an RFC 3339 timestamp.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn balance(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    params: web::Query<BalanceParams>,
+) -> Result<HttpResponse, ApiError> {
+    let account = AccountId::from(*id);
+    let balance = match params.at {
+        Some(at) => state.ledger.balance_at(account, at).await?,
+        None => state.ledger.balance(account).await?,
+    };
+    Ok(HttpResponse::Ok().json(BalanceDto::from(balance)))
+}
+
+/// The transfers into and out of an account, newest first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/transfers",
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account id."), HistoryParams),
+    responses(
+        (status = 200, description = "A page of the account's history.", body = HistoryPage),
+        (status = 400, description = "`invalid_request`: bad id, limit, cursor or timestamp, unknown parameter.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn history(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    params: web::Query<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let query = HistoryQuery {
+        from: params.from,
+        to: params.to,
+        cursor: params.cursor,
+        limit: page_size(params.limit)?,
+    };
+    let page = state.ledger.history(AccountId::from(*id), &query).await?;
+    Ok(HttpResponse::Ok().json(HistoryPage::from(page)))
+}
+
+/// Deposits money into an account, from its currency's system account.
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/deposits",
+    tag = "accounts",
+    request_body = MovementRequest,
+    params(
+        ("id" = Uuid, Path, description = "The receiving account."),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+    ),
+    responses(
+        (status = 201, description = "Deposited (or replayed).", body = TransferDto,
+            headers(
+                ("Location" = String, description = "The transfer: `/transfers/{id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
+            )),
+        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`account_closed`, `idempotency_in_flight`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn deposit(
+    state: web::Data<AppState>,
+    key: IdempotencyKeyHeader,
+    id: web::Path<Uuid>,
+    body: web::Json<MovementRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let amount = state.amount(&body.amount, "amount")?;
+    let metadata = parse_metadata(body.metadata)?;
+    let outcome = state
+        .ledger
+        .deposit(AccountId::from(*id), amount, metadata, key.key())
+        .await?;
+    Ok(created_transfer(outcome.value.into(), outcome.replayed))
+}
+
+/// Withdraws money from an account, to its currency's system account.
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/withdrawals",
+    tag = "accounts",
+    request_body = MovementRequest,
+    params(
+        ("id" = Uuid, Path, description = "The paying account."),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+    ),
+    responses(
+        (status = 201, description = "Withdrawn (or replayed).", body = TransferDto,
+            headers(
+                ("Location" = String, description = "The transfer: `/transfers/{id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
+            )),
+        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`account_closed`, `idempotency_in_flight`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`insufficient_funds`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    key: IdempotencyKeyHeader,
+    id: web::Path<Uuid>,
+    body: web::Json<MovementRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let amount = state.amount(&body.amount, "amount")?;
+    let metadata = parse_metadata(body.metadata)?;
+    let outcome = state
+        .ledger
+        .withdraw(AccountId::from(*id), amount, metadata, key.key())
+        .await?;
+    Ok(created_transfer(outcome.value.into(), outcome.replayed))
+}
+
+/// 201 with the transfer, its `Location`, and the replay marker.
+pub(crate) fn created_transfer(transfer: TransferDto, replayed: bool) -> HttpResponse {
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, format!("/transfers/{}", transfer.id)));
+    mark_replayed(&mut response, replayed);
+    response.json(transfer)
+}

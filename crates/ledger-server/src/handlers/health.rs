@@ -1,0 +1,50 @@
+//! Liveness and readiness probes.
+
+use actix_web::{web, HttpResponse};
+
+use crate::dto::{Health, Ready};
+use crate::error::{ApiError, Problem};
+use crate::handlers::AppState;
+
+/// Liveness: answers without touching the database.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process is up.", body = Health)),
+)]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".to_owned(),
+    })
+}
+
+/// Readiness: the database answers and its schema is migrated.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve.", body = Ready),
+        (status = 503, description = "`unavailable`: the database cannot be reached or is not migrated.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.ledger.ready().await.map_err(|err| {
+        // Whatever the cause, readiness is a yes/no question.
+        match ApiError::from(err) {
+            unavailable if unavailable.code() == crate::error::ErrorCode::Unavailable => {
+                unavailable
+            }
+            _ => ApiError::new(
+                crate::error::ErrorCode::Unavailable,
+                "the database is not ready",
+            ),
+        }
+    })?;
+    Ok(HttpResponse::Ok().json(Ready {
+        status: "ready".to_owned(),
+    }))
+}

@@ -1,0 +1,54 @@
+//! HTTP handlers, kept thin: parse the request into domain types, make one
+//! store call, turn its result into a response DTO. Errors go through
+//! [`ApiError`](crate::error::ApiError).
+
+pub mod accounts;
+pub mod health;
+pub mod transfers;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse};
+use ledger_domain::Decimal;
+use ledger_store::Ledger;
+
+use crate::config::ApiConfig;
+use crate::dto::AmountInput;
+use crate::error::{ApiError, ErrorCode};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub ledger: Ledger,
+    /// The API's settings.
+    pub api: Arc<ApiConfig>,
+}
+
+impl AppState {
+    /// Parses an amount and applies the configured per-request maximum
+    /// (the store applies the ledger's own ceiling and the currency's scale).
+    pub fn amount(&self, input: &AmountInput, field: &str) -> Result<Decimal, ApiError> {
+        let value = input.parse(field)?;
+        if value > self.api.max_amount {
+            return Err(ApiError::validation(format!(
+                "{field} exceeds the configured maximum of {}",
+                self.api.max_amount
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// The problem for a path that matches no route.
+pub(crate) fn not_found_route(req: &HttpRequest) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+}
+
+/// Fallback for paths that match no route: 404 problem.
+pub async fn fallback(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(not_found_route(&req))
+}

@@ -1,0 +1,89 @@
+//! Transfers between customer accounts.
+
+use actix_web::{web, HttpResponse};
+use ledger_domain::{AccountId, TransferId};
+use uuid::Uuid;
+
+use crate::dto::{parse_metadata, TransferDto, TransferRequest};
+use crate::error::{ApiError, Problem};
+use crate::handlers::accounts::created_transfer;
+use crate::handlers::AppState;
+use crate::idempotency::IdempotencyKeyHeader;
+
+/// Moves money from one customer account to another of the same currency.
+/// A system account may not be the source (deposits are the way in).
+#[utoipa::path(
+    post,
+    path = "/transfers",
+    tag = "transfers",
+    request_body = TransferRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+    ),
+    responses(
+        (status = 201, description = "Transferred (or replayed).", body = TransferDto,
+            headers(
+                ("Location" = String, description = "The transfer: `/transfers/{id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
+            )),
+        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad UUID or Idempotency-Key.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found` (`detail` names the account).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`account_closed`, `idempotency_in_flight`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`insufficient_funds`, `currency_mismatch`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, source = destination, system account as source, bad metadata), `idempotency_key_reused`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn create_transfer(
+    state: web::Data<AppState>,
+    key: IdempotencyKeyHeader,
+    body: web::Json<TransferRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let amount = state.amount(&body.amount, "amount")?;
+    let metadata = parse_metadata(body.metadata)?;
+    let outcome = state
+        .ledger
+        .transfer(
+            AccountId::from(body.source),
+            AccountId::from(body.destination),
+            amount,
+            metadata,
+            key.key(),
+        )
+        .await?;
+    Ok(created_transfer(outcome.value.into(), outcome.replayed))
+}
+
+/// Reads one transfer.
+#[utoipa::path(
+    get,
+    path = "/transfers/{id}",
+    tag = "transfers",
+    params(("id" = Uuid, Path, description = "The transfer id.")),
+    responses(
+        (status = 200, description = "The transfer.", body = TransferDto),
+        (status = 400, description = "`invalid_request`: the id is not a UUID.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`transfer_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn get_transfer(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let transfer = state.ledger.get_transfer(TransferId::from(*id)).await?;
+    Ok(HttpResponse::Ok().json(TransferDto::from(transfer)))
+}

@@ -1,0 +1,17 @@
+//! The ledger's HTTP/JSON API: actix-web handlers over `ledger-store`, an
+//! OpenAPI 3.1 document generated with utoipa, RFC 9457 problem responses,
+//! request ids and structured logs. The `ledger` binary (`main.rs`) only
+//! wires configuration, telemetry, the pool, migrations and the server
+//! together; the black-box tests build the same server through [`app`].
+
+pub mod app;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod handlers;
+pub mod idempotency;
+pub mod telemetry;
+
+pub use app::{build_app, server, ApiDoc};
+pub use config::{ApiConfig, Config};
+pub use handlers::AppState;

@@ -1,0 +1,1 @@
+//! Test harness for the black-box API tests (being written).
