@@ -28,6 +28,12 @@ use ledger_domain::AccountId;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use accounts::MAX_PAGE_SIZE;
+
+/// The statements of the transfer write path, for benchmarks that must drive
+/// the same SQL as the store (see `scripts/bench.sh`).
+pub mod sql {
+    pub use crate::transfers::{insert_transfer_sql, DESTINATION_STATE, SOURCE_HEAD};
+}
 pub use records::{
     Account, Balance, Direction, HistoryEntry, HistoryQuery, NewAccount, Outcome, Page, Posting,
     Transfer,

@@ -15,8 +15,10 @@ use crate::idempotency::{claim, Claim, Idempotency};
 use crate::records::{currency_of, transfer_from_row, Outcome, Posting, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
-/// The source's state that a transfer is checked against.
-const SOURCE_HEAD: &str = "\
+/// The source's state that a transfer is checked against. Public, with the
+/// other statements of the write path, so that the benchmark can drive
+/// exactly this SQL with pgbench.
+pub const SOURCE_HEAD: &str = "\
     select a.currency_code, a.is_system, a.closing_at is not null as closing,
            coalesce(h.source_seq + 1, 0) as next_seq,
            ledger.incoming_total(a.account_id) - coalesce(h.source_outgoing_total, 0) as balance
@@ -29,7 +31,8 @@ const SOURCE_HEAD: &str = "\
              limit 1) h on true
      where a.account_id = $1";
 
-const DESTINATION_STATE: &str = "\
+/// The destination's state, read together with [`SOURCE_HEAD`].
+pub const DESTINATION_STATE: &str = "\
     select currency_code, closing_at is not null as closing
       from ledger.accounts
      where account_id = $1";
@@ -186,15 +189,7 @@ impl Ledger {
 
         let head = client.prepare_cached(SOURCE_HEAD).await?;
         let destination_state = client.prepare_cached(DESTINATION_STATE).await?;
-        let insert = client
-            .prepare_cached(&format!(
-                "insert into ledger.transfers (source_account_id, source_seq, transfer_id, \
-                     destination_account_id, currency_code, amount, metadata) \
-                 values ($1, $2, $3, $4, $5, $6, $7) \
-                 on conflict (source_account_id, source_seq) do nothing \
-                 returning {TRANSFER_COLUMNS}"
-            ))
-            .await?;
+        let insert = client.prepare_cached(&insert_transfer_sql()).await?;
         let metadata_json = metadata.map(Metadata::to_value);
 
         for attempt in 0..self.config.max_sequence_retries {
@@ -311,6 +306,18 @@ impl Ledger {
         }
         Ok(id)
     }
+}
+
+/// The insert of the write path: `$1` source, `$2` sequence number, `$3`
+/// transfer id, `$4` destination, `$5` currency, `$6` amount, `$7` metadata.
+pub fn insert_transfer_sql() -> String {
+    format!(
+        "insert into ledger.transfers (source_account_id, source_seq, transfer_id, \
+             destination_account_id, currency_code, amount, metadata) \
+         values ($1, $2, $3, $4, $5, $6, $7) \
+         on conflict (source_account_id, source_seq) do nothing \
+         returning {TRANSFER_COLUMNS}"
+    )
 }
 
 fn write_error(
