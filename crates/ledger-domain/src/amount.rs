@@ -82,23 +82,39 @@ mod tests {
         let amount = Amount::new(dec("12.5"), usd()).expect("valid");
         assert_eq!(amount.value().to_string(), "12.50");
         let yen = Currency::parse("JPY").expect("JPY");
-        assert_eq!(Amount::new(dec("100"), yen).expect("valid").value().to_string(), "100");
+        assert_eq!(
+            Amount::new(dec("100"), yen)
+                .expect("valid")
+                .value()
+                .to_string(),
+            "100"
+        );
     }
 
     #[test]
     fn trailing_zeros_beyond_the_scale_are_accepted() {
-        assert_eq!(Amount::new(dec("1.500"), usd()).expect("valid").value(), dec("1.50"));
+        assert_eq!(
+            Amount::new(dec("1.500"), usd()).expect("valid").value(),
+            dec("1.50")
+        );
     }
 
     #[test]
     fn bad_amounts_are_rejected_with_the_reason() {
         let cases = [
             ("0", DomainError::NonPositiveAmount, "zero moves nothing"),
-            ("-0", DomainError::NonPositiveAmount, "negative zero is zero"),
+            (
+                "-0",
+                DomainError::NonPositiveAmount,
+                "negative zero is zero",
+            ),
             ("-1.00", DomainError::NonPositiveAmount, "negative"),
             (
                 "0.001",
-                DomainError::BadScale { currency: "USD", max_decimals: 2 },
+                DomainError::BadScale {
+                    currency: "USD",
+                    max_decimals: 2,
+                },
                 "a tenth of a cent",
             ),
             (

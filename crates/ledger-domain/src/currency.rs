@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn unknown_or_lower_case_codes_are_rejected() {
         for code in ["usd", "XXX", "", "US", "USDD"] {
-            assert!(Currency::parse(code).is_err(), "{code:?} should be rejected");
+            assert!(
+                Currency::parse(code).is_err(),
+                "{code:?} should be rejected"
+            );
         }
     }
 

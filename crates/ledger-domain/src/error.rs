@@ -67,6 +67,15 @@ pub enum DomainError {
     /// choosing an id in the range reserved for them).
     #[error("{0} is a system account")]
     SystemAccount(AccountId),
+    /// A journal digest or proof was asked for a time that is not final yet
+    /// (transfers stamped before it may still commit).
+    #[error("{at} is not final yet; the final horizon is {horizon}")]
+    NotYetFinal {
+        /// The time asked for.
+        at: String,
+        /// The current final horizon.
+        horizon: String,
+    },
     /// The idempotency key was used before with a different request.
     #[error("idempotency key was used with a different request")]
     IdempotencyKeyReused,

@@ -9,8 +9,9 @@
 mod amount;
 mod currency;
 mod error;
-mod ids;
 mod idempotency;
+mod ids;
+pub mod journal;
 mod metadata;
 mod transfer;
 

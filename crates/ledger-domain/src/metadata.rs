@@ -20,7 +20,9 @@ impl Metadata {
         let Value::Object(map) = value else {
             return Err(invalid);
         };
-        let size = serde_json::to_vec(&map).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&map)
+            .map(|bytes| bytes.len())
+            .unwrap_or(usize::MAX);
         if size > Self::MAX_BYTES || contains_nul(&map) {
             return Err(invalid);
         }

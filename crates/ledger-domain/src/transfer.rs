@@ -82,7 +82,10 @@ mod tests {
     #[test]
     fn a_transfer_to_the_same_account_is_refused() {
         let a = AccountId::generate();
-        assert_eq!(TransferRequest::new(a, a, amount(1)), Err(DomainError::SameAccount));
+        assert_eq!(
+            TransferRequest::new(a, a, amount(1)),
+            Err(DomainError::SameAccount)
+        );
     }
 
     #[test]

@@ -263,7 +263,8 @@ impl From<DomainError> for ApiError {
             | DomainError::NegativeInitialBalance
             | DomainError::UnknownCurrency(_)
             | DomainError::SystemAccount(_)
-            | DomainError::InvalidMetadata { .. } => ErrorCode::ValidationFailed,
+            | DomainError::InvalidMetadata { .. }
+            | DomainError::NotYetFinal { .. } => ErrorCode::ValidationFailed,
         };
         let detail = match &err {
             DomainError::SystemAccount(id) if id.is_reserved_for_system() => format!(

@@ -103,7 +103,10 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
             .get(0);
-        anyhow::ensure!(derived == plain, "derived balance {derived} <> plain sum {plain}");
+        anyhow::ensure!(
+            derived == plain,
+            "derived balance {derived} <> plain sum {plain}"
+        );
         println!("  account 0: derived balance {derived} equals the plain sum of its history");
         rows.push((size, now, past));
         if size == largest {
@@ -180,7 +183,11 @@ async fn write_throughput(
     writers: usize,
     seconds: u64,
 ) -> anyhow::Result<Throughput> {
-    let ticker = tokio::spawn(ledger.clone().run_horizon_ticker(Duration::from_millis(100)));
+    let ticker = tokio::spawn(
+        ledger
+            .clone()
+            .run_horizon_ticker(Duration::from_millis(100)),
+    );
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let amount = Decimal::new(1, 2);
     let tasks: Vec<_> = (0..writers)
@@ -236,7 +243,8 @@ async fn write_throughput(
 
 /// The fixture does not build hash chains (that needs one row at a time);
 /// the benchmark database is never verified.
-const ZERO_HASH: &str = "'\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea";
+const ZERO_HASH: &str =
+    "'\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea";
 
 /// Loads `size` transfers (size / 100 rounds) in bulk, with their
 /// checkpoints, dated in the past so that all of it is final.
@@ -308,8 +316,12 @@ async fn load_fixture(database: &TestDatabase, size: i64) -> anyhow::Result<()> 
         .await
         .map_err(|err| anyhow::anyhow!("Failed to load the fixture: {err:?}"))?;
     // VACUUM cannot run inside the implicit transaction of a batch.
-    client.batch_execute("vacuum analyze ledger.transfers").await?;
-    client.batch_execute("vacuum analyze ledger.incoming_checkpoints").await?;
+    client
+        .batch_execute("vacuum analyze ledger.transfers")
+        .await?;
+    client
+        .batch_execute("vacuum analyze ledger.incoming_checkpoints")
+        .await?;
     // Make the whole fixture final.
     let ledger = database.ledger();
     for _ in 0..3 {
@@ -331,5 +343,8 @@ fn memory() -> String {
                 .map(|line| line.split_whitespace().nth(1).unwrap_or("0").to_owned())
         })
         .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or_else(|| "unknown memory".into(), |kb| format!("{:.1} GiB", kb as f64 / 1048576.0))
+        .map_or_else(
+            || "unknown memory".into(),
+            |kb| format!("{:.1} GiB", kb as f64 / 1048576.0),
+        )
 }

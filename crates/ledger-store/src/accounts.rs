@@ -9,7 +9,9 @@ use tracing::instrument;
 
 use crate::error::{is_unique_violation, violates};
 use crate::idempotency::{claim, Claim, Idempotency};
-use crate::records::{account_from_row, Account, NewAccount, Outcome, Page, Posting, ACCOUNT_COLUMNS};
+use crate::records::{
+    account_from_row, Account, NewAccount, Outcome, Page, Posting, ACCOUNT_COLUMNS,
+};
 use crate::{Ledger, StoreError};
 
 /// The largest page a list may return.
@@ -46,7 +48,8 @@ impl Ledger {
                 key: key.clone(),
                 fingerprint: open_fingerprint(&request, initial.as_ref()),
             };
-            let claimed = claim(&tx, &idempotency, "open_account", Some(id.as_uuid()), None).await?;
+            let claimed =
+                claim(&tx, &idempotency, "open_account", Some(id.as_uuid()), None).await?;
             if let Claim::Replay { account_id, .. } = claimed {
                 let id = account_id.ok_or_else(|| {
                     StoreError::Internal(anyhow::anyhow!("idempotency key without an account"))
@@ -66,17 +69,20 @@ impl Ledger {
             )
             .await?;
         let metadata = request.metadata.as_ref().map(Metadata::to_value);
-        tx.execute(&insert, &[&id.as_uuid(), &request.currency.code(), &metadata])
-            .await
-            .map_err(|err| {
-                if is_unique_violation(&err, "accounts_pkey") {
-                    DomainError::AccountExists(id).into()
-                } else if violates(&err, "accounts_currency_code_fkey") {
-                    DomainError::UnknownCurrency(request.currency.code().to_owned()).into()
-                } else {
-                    StoreError::from(err)
-                }
-            })?;
+        tx.execute(
+            &insert,
+            &[&id.as_uuid(), &request.currency.code(), &metadata],
+        )
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err, "accounts_pkey") {
+                DomainError::AccountExists(id).into()
+            } else if violates(&err, "accounts_currency_code_fkey") {
+                DomainError::UnknownCurrency(request.currency.code().to_owned()).into()
+            } else {
+                StoreError::from(err)
+            }
+        })?;
         if let Some(amount) = initial {
             self.ensure_system_account(&tx, request.currency).await?;
             self.apply(
@@ -273,7 +279,11 @@ impl Ledger {
         }
     }
 
-    async fn undo_closing(&self, client: &impl GenericClient, id: AccountId) -> Result<(), StoreError> {
+    async fn undo_closing(
+        &self,
+        client: &impl GenericClient,
+        id: AccountId,
+    ) -> Result<(), StoreError> {
         client
             .execute(
                 "update ledger.accounts set closing_at = null \

@@ -101,7 +101,14 @@ impl Ledger {
         let rows = client
             .query(
                 &statement,
-                &[&account.as_uuid(), &from, &to, &before_time, &before_id, &limit],
+                &[
+                    &account.as_uuid(),
+                    &from,
+                    &to,
+                    &before_time,
+                    &before_id,
+                    &limit,
+                ],
             )
             .await?;
         let mut items = Vec::with_capacity(rows.len());

@@ -33,7 +33,9 @@ impl StoreError {
         use deadpool_postgres::PoolError;
         match err {
             PoolError::Backend(err) => Self::from(err),
-            PoolError::Timeout(kind) => Self::Unavailable(format!("connection pool timeout ({kind:?})")),
+            PoolError::Timeout(kind) => {
+                Self::Unavailable(format!("connection pool timeout ({kind:?})"))
+            }
             other => Self::Unavailable(other.to_string()),
         }
     }

@@ -21,7 +21,9 @@ impl Ledger {
     /// The current final horizon, if any.
     pub async fn final_horizon(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let client = self.client().await?;
-        let row = client.query_one("select ledger.final_horizon()", &[]).await?;
+        let row = client
+            .query_one("select ledger.final_horizon()", &[])
+            .await?;
         Ok(row.try_get::<_, DateTime<Utc>>(0).ok())
     }
 

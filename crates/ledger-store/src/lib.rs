@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod horizon;
 mod idempotency;
+mod journal;
 mod migrate;
 mod records;
 mod transfers;
@@ -25,9 +26,10 @@ use std::sync::{Arc, RwLock};
 use deadpool_postgres::Pool;
 use ledger_domain::AccountId;
 
+pub use accounts::MAX_PAGE_SIZE;
 pub use config::StoreConfig;
 pub use error::StoreError;
-pub use accounts::MAX_PAGE_SIZE;
+pub use journal::{Digest, InclusionProof, VerifyReport, Violation};
 
 /// The statements of the transfer write path, for benchmarks that must drive
 /// the same SQL as the store (see `scripts/bench.sh`).

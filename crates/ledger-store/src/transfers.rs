@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::error::{constraint_violation, WriteContext};
 use crate::idempotency::{claim, Claim, Idempotency};
-use crate::records::{currency_of, transfer_from_row, Outcome, Posting, Transfer, TRANSFER_COLUMNS};
+use crate::records::{
+    currency_of, transfer_from_row, Outcome, Posting, Transfer, TRANSFER_COLUMNS,
+};
 use crate::{Ledger, StoreError};
 
 /// The source's state that a transfer is checked against. Public, with the
@@ -288,7 +290,11 @@ impl Ledger {
         currency: Currency,
     ) -> Result<AccountId, StoreError> {
         let id = AccountId::system(currency);
-        if self.known_system_accounts.read().map_or(false, |known| known.contains(&id)) {
+        if self
+            .known_system_accounts
+            .read()
+            .map_or(false, |known| known.contains(&id))
+        {
             return Ok(id);
         }
         let statement = client
@@ -356,7 +362,11 @@ pub(crate) async fn fetch_transfer(
 
 /// What makes two postings the same request: the operation, the accounts,
 /// the amount's value (`1.0` and `1` are the same) and the metadata.
-fn fingerprint(posting: &Posting, amount: Decimal, metadata: Option<&Metadata>) -> RequestFingerprint {
+fn fingerprint(
+    posting: &Posting,
+    amount: Decimal,
+    metadata: Option<&Metadata>,
+) -> RequestFingerprint {
     let amount = amount.normalize().to_string();
     let metadata = metadata.map(Metadata::canonical).unwrap_or_default();
     match posting {
@@ -365,7 +375,12 @@ fn fingerprint(posting: &Posting, amount: Decimal, metadata: Option<&Metadata>) 
             destination,
         } => RequestFingerprint::of(
             "transfer",
-            &[&source.to_string(), &destination.to_string(), &amount, &metadata],
+            &[
+                &source.to_string(),
+                &destination.to_string(),
+                &amount,
+                &metadata,
+            ],
         ),
         Posting::Deposit { account } | Posting::Withdrawal { account } => RequestFingerprint::of(
             posting.operation(),

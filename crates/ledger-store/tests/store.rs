@@ -10,5 +10,6 @@ mod store {
     mod concurrency;
     mod errors;
     mod idempotency;
+    mod journal;
     mod money;
 }

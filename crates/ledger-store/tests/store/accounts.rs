@@ -32,7 +32,10 @@ async fn an_account_opens_with_its_initial_balance_from_the_system_account() {
     assert_eq!(account.balance, dec("250.00"));
     assert_eq!(account.kind, AccountKind::Customer);
     assert_eq!(account.metadata, Some(json!({"owner": "alice"})));
-    let system = ledger.get_account(AccountId::system(usd())).await.expect("system account");
+    let system = ledger
+        .get_account(AccountId::system(usd()))
+        .await
+        .expect("system account");
     assert_eq!(system.kind, AccountKind::System);
     assert_eq!(system.balance, dec("-250.00"));
     assert_invariants(&database).await;
@@ -82,7 +85,11 @@ async fn an_account_closes_only_at_a_zero_balance() {
         .withdraw(account, dec("5.00"), None, None)
         .await
         .expect("withdraw everything");
-    let closed = ledger.close_account(account, None).await.expect("close").value;
+    let closed = ledger
+        .close_account(account, None)
+        .await
+        .expect("close")
+        .value;
 
     assert!(closed.closed_at.is_some());
     assert_eq!(closed.balance, dec("0"));
@@ -113,7 +120,10 @@ async fn a_close_racing_with_deposits_never_leaves_money_in_a_closed_account() {
         let close = closer.await.expect("task");
 
         let final_balance = balance(&ledger, account).await;
-        assert_eq!(final_balance, dec("1.00") * ledger_domain::Decimal::from(deposited));
+        assert_eq!(
+            final_balance,
+            dec("1.00") * ledger_domain::Decimal::from(deposited)
+        );
         let account_now = ledger.get_account(account).await.expect("account");
         if account_now.closed_at.is_some() {
             assert!(close.is_ok());

@@ -20,9 +20,13 @@ async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
             .batch_execute(statement)
             .await
             .expect_err(&format!("{statement} must fail"));
-        let constraint = error.as_db_error().and_then(|db| db.constraint().map(str::to_owned));
+        let constraint = error
+            .as_db_error()
+            .and_then(|db| db.constraint().map(str::to_owned));
         assert!(
-            constraint.as_deref().is_some_and(|c| c.ends_with("_append_only")),
+            constraint
+                .as_deref()
+                .is_some_and(|c| c.ends_with("_append_only")),
             "{statement}: {error:?}"
         );
     }
@@ -39,7 +43,12 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
     let (database, ledger) = database().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
-    let euro = open_in(&ledger, ledger_domain::Currency::parse("EUR").expect("EUR"), "1.00").await;
+    let euro = open_in(
+        &ledger,
+        ledger_domain::Currency::parse("EUR").expect("EUR"),
+        "1.00",
+    )
+    .await;
     let client = database.connect().await.expect("connect");
 
     // (source, seq, destination, currency, amount, the constraint that must fire)
@@ -58,7 +67,13 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
                 "insert into ledger.transfers (source_account_id, source_seq, transfer_id,
                      destination_account_id, currency_code, amount)
                  values ($1, $2, gen_random_uuid(), $3, $4, $5::text::numeric)",
-                &[&source.as_uuid(), &(seq as i64), &destination.as_uuid(), &currency, &amount],
+                &[
+                    &source.as_uuid(),
+                    &(seq as i64),
+                    &destination.as_uuid(),
+                    &currency,
+                    &amount,
+                ],
             )
             .await
             .expect_err(constraint);

@@ -15,7 +15,12 @@ async fn db_now(ledger: &Ledger, account: AccountId) -> DateTime<Utc> {
 /// Advances the horizon until `at` is behind it.
 async fn wait_until_final(ledger: &Ledger, at: DateTime<Utc>) {
     for _ in 0..200 {
-        if ledger.advance_horizon().await.expect("horizon").is_some_and(|h| h > at) {
+        if ledger
+            .advance_horizon()
+            .await
+            .expect("horizon")
+            .is_some_and(|h| h > at)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -41,11 +46,25 @@ async fn balances_as_of_past_times_are_the_balances_then() {
 
     let at = |time| {
         let ledger = ledger.clone();
-        async move { ledger.balance_at(account, time).await.expect("as-of").balance }
+        async move {
+            ledger
+                .balance_at(account, time)
+                .await
+                .expect("as-of")
+                .balance
+        }
     };
-    assert_eq!(at(before_anything).await, dec("0"), "before the account existed");
+    assert_eq!(
+        at(before_anything).await,
+        dec("0"),
+        "before the account existed"
+    );
     assert_eq!(at(after_opening).await, dec("100.00"), "after opening");
-    assert_eq!(at(after_withdrawal).await, dec("70.00"), "between two transfers");
+    assert_eq!(
+        at(after_withdrawal).await,
+        dec("70.00"),
+        "between two transfers"
+    );
     let now = db_now(&ledger, account).await;
     assert_eq!(at(now).await, balance(&ledger, account).await, "now");
     assert_eq!(at(now).await, dec("75.00"));
@@ -109,15 +128,28 @@ async fn an_answer_is_not_final_while_a_transaction_that_could_change_it_is_in_f
         ledger.advance_horizon().await.expect("horizon");
     }
 
-    let while_in_flight = ledger.balance_at(destination, asked_at).await.expect("as-of");
+    let while_in_flight = ledger
+        .balance_at(destination, asked_at)
+        .await
+        .expect("as-of");
     assert_eq!(while_in_flight.balance, dec("0"));
-    assert!(!while_in_flight.is_final, "the slow transfer may still commit");
+    assert!(
+        !while_in_flight.is_final,
+        "the slow transfer may still commit"
+    );
 
     slow_tx.commit().await.expect("commit");
     wait_until_final(&ledger, asked_at).await;
-    let settled = ledger.balance_at(destination, asked_at).await.expect("as-of");
+    let settled = ledger
+        .balance_at(destination, asked_at)
+        .await
+        .expect("as-of");
     assert!(settled.is_final);
-    assert_eq!(settled.balance, dec("20.00"), "the slow transfer happened before asked_at");
+    assert_eq!(
+        settled.balance,
+        dec("20.00"),
+        "the slow transfer happened before asked_at"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +176,10 @@ async fn checkpointed_balances_agree_with_the_log_at_every_point_in_time() {
         .await
         .expect("count")
         .get(0);
-    assert!(checkpoints >= 2, "only {checkpoints} checkpoints were taken");
+    assert!(
+        checkpoints >= 2,
+        "only {checkpoints} checkpoints were taken"
+    );
 
     for (moment, round) in moments {
         let expected = dec("62.50") * ledger_domain::Decimal::from(round + 1);

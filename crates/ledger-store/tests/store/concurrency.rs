@@ -89,7 +89,10 @@ async fn opposite_transfers_between_two_accounts_all_succeed_without_deadlock() 
     for result in results {
         result.expect("task").expect("every transfer succeeds");
     }
-    assert_eq!(balance(&ledger, a).await + balance(&ledger, b).await, dec("1000.00"));
+    assert_eq!(
+        balance(&ledger, a).await + balance(&ledger, b).await,
+        dec("1000.00")
+    );
     assert_eq!(balance(&ledger, a).await, dec("500.00"));
     assert!(
         elapsed < Duration::from_secs(5),
@@ -113,7 +116,13 @@ async fn random_stress_keeps_every_currency_summing_to_zero() {
     }
     let by_currency: Vec<Vec<_>> = [usd, eur]
         .iter()
-        .map(|c| accounts.iter().filter(|(cur, _)| cur == c).map(|(_, id)| *id).collect())
+        .map(|c| {
+            accounts
+                .iter()
+                .filter(|(cur, _)| cur == c)
+                .map(|(_, id)| *id)
+                .collect()
+        })
         .collect();
 
     let tasks = (0..16u64).map(|task| {
@@ -131,7 +140,11 @@ async fn random_stress_keeps_every_currency_summing_to_zero() {
                 let result = match rng.gen_range(0..10) {
                     0 => ledger.deposit(source, amount, None, None).await,
                     1 => ledger.withdraw(source, amount, None, None).await,
-                    _ => ledger.transfer(source, destination, amount, None, None).await,
+                    _ => {
+                        ledger
+                            .transfer(source, destination, amount, None, None)
+                            .await
+                    }
                 };
                 match result {
                     Ok(_) => applied += 1,
@@ -144,7 +157,11 @@ async fn random_stress_keeps_every_currency_summing_to_zero() {
             applied
         })
     });
-    let applied: u32 = join_all(tasks).await.into_iter().map(|r| r.expect("task")).sum();
+    let applied: u32 = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .sum();
     ticker.abort();
 
     assert!(applied > 1_000, "only {applied} postings applied");

@@ -74,10 +74,17 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     }
     assert!(matches!(
         domain(ledger.transfer(rich, poor, dec("0.001"), None, None).await),
-        DomainError::BadScale { currency: "USD", max_decimals: 2 }
+        DomainError::BadScale {
+            currency: "USD",
+            max_decimals: 2
+        }
     ));
     assert!(matches!(
-        domain(ledger.transfer(rich, poor, dec("1000000000000001"), None, None).await),
+        domain(
+            ledger
+                .transfer(rich, poor, dec("1000000000000001"), None, None)
+                .await
+        ),
         DomainError::AmountTooLarge { .. }
     ));
     assert!(matches!(
@@ -147,7 +154,11 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
         DomainError::SystemAccount(system)
     );
     assert_eq!(
-        domain(ledger.transfer(rich, poor, dec("2.00"), None, Some(&key)).await),
+        domain(
+            ledger
+                .transfer(rich, poor, dec("2.00"), None, Some(&key))
+                .await
+        ),
         DomainError::IdempotencyKeyReused,
         "same key, different amount"
     );
@@ -164,7 +175,11 @@ async fn a_closed_account_accepts_no_transfers_in_either_direction() {
     let before = state(&database).await;
 
     assert_eq!(
-        domain(ledger.transfer(open_account, closed, dec("1"), None, None).await),
+        domain(
+            ledger
+                .transfer(open_account, closed, dec("1"), None, None)
+                .await
+        ),
         DomainError::AccountClosed(closed)
     );
     assert_eq!(

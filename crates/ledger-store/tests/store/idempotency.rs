@@ -45,7 +45,9 @@ async fn the_same_key_with_a_different_request_is_refused() {
     let different_amount = ledger
         .transfer(source, destination, dec("4.00"), None, Some(&key))
         .await;
-    let different_operation = ledger.deposit(destination, dec("3.00"), None, Some(&key)).await;
+    let different_operation = ledger
+        .deposit(destination, dec("3.00"), None, Some(&key))
+        .await;
 
     for result in [different_amount, different_operation] {
         assert!(matches!(
@@ -82,7 +84,11 @@ async fn concurrent_retries_with_one_key_apply_once() {
         }
     }
     ids.dedup();
-    assert_eq!(ids.len(), 1, "all successful attempts return the same transfer");
+    assert_eq!(
+        ids.len(),
+        1,
+        "all successful attempts return the same transfer"
+    );
     assert_eq!(balance(&ledger, destination).await, dec("7.00"));
 }
 
@@ -96,9 +102,15 @@ async fn opening_an_account_with_a_key_twice_opens_it_once() {
         initial_balance: Some(dec("9.99")),
         metadata: None,
     };
-    let first = ledger.open_account(request(), Some(&key)).await.expect("open");
+    let first = ledger
+        .open_account(request(), Some(&key))
+        .await
+        .expect("open");
     let after_first = state(&database).await;
-    let again = ledger.open_account(request(), Some(&key)).await.expect("replay");
+    let again = ledger
+        .open_account(request(), Some(&key))
+        .await
+        .expect("replay");
 
     assert!(again.replayed);
     assert_eq!(again.value.id, first.value.id);

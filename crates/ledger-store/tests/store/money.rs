@@ -41,7 +41,10 @@ async fn an_amount_with_more_decimals_than_the_currency_allows_is_rejected() {
     for (account, amount, why) in cases {
         let result = ledger.withdraw(account, dec(amount), None, None).await;
         assert!(
-            matches!(result, Err(StoreError::Domain(DomainError::BadScale { .. }))),
+            matches!(
+                result,
+                Err(StoreError::Domain(DomainError::BadScale { .. }))
+            ),
             "{why}: {result:?}"
         );
     }
@@ -83,7 +86,15 @@ async fn every_domain_currency_is_in_the_database_with_the_same_scale() {
     for row in rows {
         let code: String = row.get(0);
         let currency = Currency::parse(&code).expect("database currency known to the domain");
-        assert_eq!(i32::from(row.get::<_, i16>(1)), i32::from(currency.numeric_code()), "{code}");
-        assert_eq!(i64::from(row.get::<_, i16>(2)), i64::from(currency.minor_units()), "{code}");
+        assert_eq!(
+            i32::from(row.get::<_, i16>(1)),
+            i32::from(currency.numeric_code()),
+            "{code}"
+        );
+        assert_eq!(
+            i64::from(row.get::<_, i16>(2)),
+            i64::from(currency.minor_units()),
+            "{code}"
+        );
     }
 }

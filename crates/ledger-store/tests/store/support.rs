@@ -64,7 +64,10 @@ pub async fn state(database: &TestDatabase) -> LedgerState {
         .await
         .expect("counts");
     let balances = client
-        .query("select account_id::text, balance from ledger.account_balances", &[])
+        .query(
+            "select account_id::text, balance from ledger.account_balances",
+            &[],
+        )
         .await
         .expect("balances")
         .iter()
@@ -122,7 +125,10 @@ pub async fn assert_invariants(database: &TestDatabase) {
         .await
         .expect("recomputation")
         .get(0);
-    assert_eq!(disagreeing, 0, "derived balances disagree with a plain sum of the log");
+    assert_eq!(
+        disagreeing, 0,
+        "derived balances disagree with a plain sum of the log"
+    );
 
     let gaps: i64 = client
         .query_one(
@@ -150,5 +156,8 @@ pub async fn assert_invariants(database: &TestDatabase) {
         .await
         .expect("running totals")
         .get(0);
-    assert_eq!(broken_totals, 0, "a running total disagrees with the amounts");
+    assert_eq!(
+        broken_totals, 0,
+        "a running total disagrees with the amounts"
+    );
 }
