@@ -136,7 +136,10 @@ mod tests {
         let cases = [
             ("postgres://u@h:5432/postgres", "postgres://u@h:5432/t1"),
             ("postgres://u@h:5432", "postgres://u@h:5432/t1"),
-            ("postgres://u@h/db?sslmode=disable", "postgres://u@h/t1?sslmode=disable"),
+            (
+                "postgres://u@h/db?sslmode=disable",
+                "postgres://u@h/t1?sslmode=disable",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(with_database(input, "t1").expect("valid URL"), expected);
