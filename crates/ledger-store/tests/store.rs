@@ -11,5 +11,6 @@ mod store {
     mod errors;
     mod idempotency;
     mod journal;
+    mod model_check;
     mod money;
 }
