@@ -1,1 +1,13 @@
-//! Black-box API tests (being written).
+//! Black-box tests of the HTTP API: each test starts the real server on a
+//! free port against its own fresh database and talks HTTP to it. Every
+//! response is checked against the served OpenAPI document (see
+//! `ledger_api_tests::TestApp::send`).
+
+mod accounts;
+mod balances;
+mod concurrency;
+mod idempotency;
+mod openapi;
+mod operations;
+mod protocol;
+mod transfers;

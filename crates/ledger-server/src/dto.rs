@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use ledger_domain::{AccountKind, Decimal, Metadata};
+use ledger_domain::{AccountKind, Currency, Decimal, Metadata};
 use ledger_store::{Account, Balance, Direction, HistoryEntry, Page, Transfer};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -33,6 +33,19 @@ const MAX_SIGNIFICANT_DIGITS: usize = 28;
 /// the currency's number of decimals (`"12.50"` USD, `"100"` JPY).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Money(pub Decimal);
+
+impl Money {
+    /// Writes `value` with the currency's number of decimals. The store's
+    /// amounts are scaled already, but a sum over no rows is a bare `0`;
+    /// padding never rounds (a value with more decimals is left as is).
+    pub fn scaled(value: Decimal, currency: Currency) -> Self {
+        let mut value = value;
+        if value.scale() < currency.minor_units() {
+            value.rescale(currency.minor_units());
+        }
+        Self(value)
+    }
+}
 
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -306,6 +319,7 @@ pub fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
 /// account (the one account money enters and leaves the ledger through).
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AccountKind)]
 pub enum AccountKindDto {
     /// A client's account; its balance never goes below zero.
     Customer,
@@ -341,7 +355,7 @@ impl From<Account> for AccountDto {
         Self {
             id: account.id.as_uuid(),
             currency: account.currency.code().to_owned(),
-            balance: Money(account.balance),
+            balance: Money::scaled(account.balance, account.currency),
             created_at: account.created_at,
             closed_at: account.closed_at,
             metadata: account.metadata,
@@ -388,12 +402,15 @@ impl From<Transfer> for TransferDto {
             source: transfer.source.as_uuid(),
             source_seq: transfer.source_seq,
             destination: transfer.destination.as_uuid(),
-            amount: Money(transfer.amount),
+            amount: Money::scaled(transfer.amount, transfer.currency),
             currency: transfer.currency.code().to_owned(),
             created_at: transfer.created_at,
             metadata: transfer.metadata,
-            source_balance_after: Money(transfer.source_balance_after),
-            destination_balance_after: Money(transfer.destination_balance_after),
+            source_balance_after: Money::scaled(transfer.source_balance_after, transfer.currency),
+            destination_balance_after: Money::scaled(
+                transfer.destination_balance_after,
+                transfer.currency,
+            ),
         }
     }
 }
@@ -422,7 +439,7 @@ impl From<Balance> for BalanceDto {
         Self {
             account_id: balance.account_id.as_uuid(),
             currency: balance.currency.code().to_owned(),
-            balance: Money(balance.balance),
+            balance: Money::scaled(balance.balance, balance.currency),
             at: balance.at,
             is_final: balance.is_final,
         }
@@ -432,6 +449,7 @@ impl From<Balance> for BalanceDto {
 /// Which way a transfer moved money, seen from the account.
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = Direction)]
 pub enum DirectionDto {
     /// Money arrived.
     In,
@@ -453,13 +471,14 @@ pub struct HistoryEntryDto {
 
 impl From<HistoryEntry> for HistoryEntryDto {
     fn from(entry: HistoryEntry) -> Self {
+        let balance_after = Money::scaled(entry.balance_after, entry.transfer.currency);
         Self {
             transfer: entry.transfer.into(),
             direction: match entry.direction {
                 Direction::In => DirectionDto::In,
                 Direction::Out => DirectionDto::Out,
             },
-            balance_after: Money(entry.balance_after),
+            balance_after,
         }
     }
 }
@@ -616,11 +635,16 @@ mod tests {
     }
 
     #[test]
-    fn money_is_written_as_a_string_with_its_scale() {
-        let money = Money(Decimal::from_str("12.50").expect("literal"));
-        assert_eq!(
-            serde_json::to_string(&money).expect("serializable"),
-            "\"12.50\""
-        );
+    fn money_is_written_as_a_string_with_the_currency_scale() {
+        let usd = Currency::parse("USD").expect("USD");
+        let cases = [
+            ("12.50", "\"12.50\""),
+            ("0", "\"0.00\""),
+            ("-3", "\"-3.00\""),
+        ];
+        for (value, json) in cases {
+            let money = Money::scaled(Decimal::from_str(value).expect("literal"), usd);
+            assert_eq!(serde_json::to_string(&money).expect("serializable"), json);
+        }
     }
 }

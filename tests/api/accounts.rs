@@ -1,0 +1,340 @@
+//! POST /accounts, GET /accounts, GET /accounts/{id}, DELETE /accounts/{id}.
+
+use ledger_api_tests::{spawn_app, spawn_app_with};
+use ledger_domain::Currency;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const USD_SYSTEM: &str = "00000000-0000-0000-0000-000000000840";
+
+#[tokio::test]
+async fn an_empty_body_opens_a_default_currency_account_with_a_zero_balance() {
+    let app = spawn_app().await;
+
+    let response = app.post("/accounts", &json!({})).await;
+
+    response.expect_status(201);
+    let id = response.str("id");
+    assert_eq!(
+        response.header("location"),
+        Some(format!("/accounts/{id}").as_str())
+    );
+    assert_eq!(response.body["currency"], "USD");
+    assert_eq!(response.body["balance"], "0.00");
+    assert_eq!(response.body["kind"], "customer");
+    assert_eq!(response.body["closed_at"], Value::Null);
+    assert_eq!(response.body["metadata"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_default_currency_comes_from_the_configuration() {
+    let app = spawn_app_with(|api| {
+        api.default_currency = Currency::parse("EUR").expect("EUR");
+    })
+    .await;
+    let account = app.open_account(json!({})).await;
+    assert_eq!(account["currency"], "EUR");
+}
+
+#[tokio::test]
+async fn an_account_opens_with_the_chosen_id_currency_balance_and_metadata() {
+    let app = spawn_app().await;
+    let id = "01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b";
+
+    let account = app
+        .open_account(json!({
+            "id": id,
+            "currency": "KWD",
+            "initial_balance": "12.5",
+            "metadata": { "owner": "alice", "tags": [1, 2] },
+        }))
+        .await;
+
+    assert_eq!(account["id"], id);
+    assert_eq!(account["currency"], "KWD");
+    assert_eq!(account["balance"], "12.500", "KWD has three decimals");
+    assert_eq!(
+        account["metadata"],
+        json!({ "owner": "alice", "tags": [1, 2] })
+    );
+    let read = app.get(&format!("/accounts/{id}")).await;
+    read.expect_status(200);
+    assert_eq!(read.body, account);
+}
+
+#[tokio::test]
+async fn opening_an_existing_id_is_a_conflict() {
+    let app = spawn_app().await;
+    let id = app.funded_account("1").await;
+
+    let response = app.post("/accounts", &json!({ "id": id })).await;
+
+    response.expect_problem(409, "account_exists");
+    assert!(response.str("detail").contains(&id));
+}
+
+#[tokio::test]
+async fn account_openings_that_break_a_rule_are_refused_with_the_reason() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({ "currency": "XYZ" }), "unknown currency"),
+        (json!({ "currency": "usd" }), "ISO codes are upper case"),
+        (
+            json!({ "initial_balance": "-1.00" }),
+            "negative initial balance",
+        ),
+        (json!({ "initial_balance": "0.001" }), "a tenth of a cent"),
+        (json!({ "initial_balance": "abc" }), "not a decimal"),
+        (json!({ "initial_balance": "" }), "an empty string"),
+        (json!({ "initial_balance": "1e3" }), "exponent notation"),
+        (json!({ "initial_balance": "NaN" }), "not a number"),
+        (
+            json!({ "initial_balance": "1000000000000.01" }),
+            "above the configured maximum",
+        ),
+        (
+            json!({ "id": USD_SYSTEM }),
+            "an id reserved for system accounts",
+        ),
+        (
+            json!({ "id": "00000000-0000-0000-0000-000000000fff" }),
+            "the top of the reserved range",
+        ),
+        (json!({ "metadata": [1, 2] }), "metadata must be an object"),
+        (json!({ "metadata": "text" }), "metadata must be an object"),
+        (
+            json!({ "metadata": { "blob": "x".repeat(17 * 1024) } }),
+            "metadata over 16 KiB",
+        ),
+    ];
+    for (body, why) in cases {
+        let response = app.post("/accounts", &body).await;
+        assert_eq!(
+            (response.status, response.code()),
+            (422, "validation_failed"),
+            "{why}: {}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_account_openings_are_bad_requests() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({ "id": "not-a-uuid" }), "the id must be a UUID"),
+        (json!({ "currency": 840 }), "the currency is a string"),
+        (
+            json!({ "initial_balance": true }),
+            "an amount is a string or a number",
+        ),
+        (
+            json!({ "initial_balance": {} }),
+            "an amount is a string or a number",
+        ),
+        (
+            json!({ "initial_balance": [] }),
+            "an amount is a string or a number",
+        ),
+        (json!({ "owner": "alice" }), "unknown field"),
+        (json!([]), "the body is an object"),
+    ];
+    for (body, why) in cases {
+        let response = app.post("/accounts", &body).await;
+        assert_eq!(
+            (response.status, response.code()),
+            (400, "invalid_request"),
+            "{why}: {}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_field_is_named_in_the_detail() {
+    let app = spawn_app().await;
+    let response = app.post("/accounts", &json!({ "currencyy": "USD" })).await;
+    response.expect_problem(400, "invalid_request");
+    assert!(
+        response.str("detail").contains("currencyy"),
+        "{}",
+        response.body
+    );
+}
+
+#[tokio::test]
+async fn a_missing_account_is_not_found_and_named() {
+    let app = spawn_app().await;
+    let id = "01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b";
+    let response = app.get(&format!("/accounts/{id}")).await;
+    response.expect_problem(404, "account_not_found");
+    assert!(response.str("detail").contains(id));
+}
+
+#[tokio::test]
+async fn a_path_id_that_is_not_a_uuid_is_a_bad_request() {
+    let app = spawn_app().await;
+    for path in [
+        "/accounts/42",
+        "/accounts/not-a-uuid/balance",
+        "/accounts/xyz/transfers",
+        "/transfers/123",
+    ] {
+        app.get(path).await.expect_problem(400, "invalid_request");
+    }
+    app.delete("/accounts/42")
+        .await
+        .expect_problem(400, "invalid_request");
+    app.post("/accounts/42/deposits", &json!({ "amount": "1" }))
+        .await
+        .expect_problem(400, "invalid_request");
+}
+
+#[tokio::test]
+async fn the_system_account_can_be_read_and_shows_minus_the_customer_money() {
+    let app = spawn_app().await;
+    app.funded_account("100.00").await;
+    app.funded_account("25.50").await;
+
+    let response = app.get(&format!("/accounts/{USD_SYSTEM}")).await;
+
+    response.expect_status(200);
+    assert_eq!(response.body["kind"], "system");
+    assert_eq!(response.body["balance"], "-125.50");
+}
+
+#[tokio::test]
+async fn accounts_are_listed_page_by_page_in_creation_order() {
+    let app = spawn_app().await;
+    let mut opened = Vec::new();
+    for _ in 0..5 {
+        opened.push(app.funded_account("0").await);
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/accounts?limit=2&cursor={cursor}"),
+            None => "/accounts?limit=2".to_owned(),
+        };
+        let page = app.get(&path).await;
+        page.expect_status(200);
+        pages += 1;
+        let items = page.body["items"].as_array().expect("items");
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|a| a["id"].as_str().expect("id").to_owned()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+
+    assert_eq!(seen, opened);
+    assert_eq!(pages, 3);
+}
+
+#[tokio::test]
+async fn listing_without_a_limit_returns_a_page_of_at_most_fifty() {
+    let app = spawn_app().await;
+    app.open_account(json!({})).await;
+    let page = app.get("/accounts").await;
+    page.expect_status(200);
+    assert_eq!(page.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page.body["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_bad_requests() {
+    let app = spawn_app().await;
+    let cases = [
+        ("/accounts?limit=0", "a page holds at least one account"),
+        ("/accounts?limit=1001", "a page holds at most 1000 accounts"),
+        ("/accounts?limit=-1", "a limit is not negative"),
+        ("/accounts?limit=ten", "a limit is a number"),
+        (
+            "/accounts?cursor=garbage",
+            "a cursor the server did not issue",
+        ),
+        ("/accounts?page=2", "an unknown parameter"),
+    ];
+    for (path, why) in cases {
+        let response = app.get(path).await;
+        assert_eq!(
+            (response.status, response.code()),
+            (400, "invalid_request"),
+            "{why}: {}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_account_with_a_zero_balance_closes() {
+    let app = spawn_app().await;
+    let id = app.funded_account("0").await;
+
+    let response = app.delete(&format!("/accounts/{id}")).await;
+
+    response.expect_status(200);
+    assert!(response.body["closed_at"].is_string());
+    let read = app.get(&format!("/accounts/{id}")).await;
+    assert_eq!(read.body["closed_at"], response.body["closed_at"]);
+}
+
+#[tokio::test]
+async fn an_account_with_money_does_not_close() {
+    let app = spawn_app().await;
+    let id = app.funded_account("0.01").await;
+
+    let response = app.delete(&format!("/accounts/{id}")).await;
+
+    response.expect_problem(409, "account_not_empty");
+    let read = app.get(&format!("/accounts/{id}")).await;
+    assert_eq!(read.body["closed_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_closed_account_accepts_no_transfers() {
+    let app = spawn_app().await;
+    let source = app.funded_account("10").await;
+    let closed = app.funded_account("0").await;
+    app.delete(&format!("/accounts/{closed}"))
+        .await
+        .expect_status(200);
+
+    let to_closed = app.transfer(&source, &closed, json!("1")).await;
+    let deposit = app.deposit(&closed, json!("1")).await;
+    let again = app.delete(&format!("/accounts/{closed}")).await;
+
+    to_closed.expect_problem(409, "account_closed");
+    assert!(to_closed.str("detail").contains(&closed));
+    deposit.expect_problem(409, "account_closed");
+    again.expect_problem(409, "account_closed");
+    assert_eq!(app.balance(&source).await, "10.00");
+}
+
+#[tokio::test]
+async fn the_system_account_never_closes() {
+    let app = spawn_app().await;
+    app.funded_account("1").await;
+    let response = app.delete(&format!("/accounts/{USD_SYSTEM}")).await;
+    response.expect_problem(422, "validation_failed");
+}
+
+#[tokio::test]
+async fn closing_a_missing_account_is_not_found() {
+    let app = spawn_app().await;
+    let response = app
+        .send(app.request(
+            Method::DELETE,
+            "/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b",
+        ))
+        .await;
+    response.expect_problem(404, "account_not_found");
+}

@@ -1,0 +1,217 @@
+//! The Idempotency-Key header on writes.
+
+use ledger_api_tests::spawn_app;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_replayed_transfer_returns_the_original_response_and_applies_once() {
+    let app = spawn_app().await;
+    let source = app.funded_account("100").await;
+    let destination = app.funded_account("0").await;
+    let body = json!({ "source": source, "destination": destination, "amount": "25" });
+    let send = || {
+        app.send(
+            app.request(Method::POST, "/transfers")
+                .header("Idempotency-Key", "transfer-7f3a")
+                .json(&body),
+        )
+    };
+
+    let first = send().await;
+    let replay = send().await;
+
+    first.expect_status(201);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    replay.expect_status(201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.header("location"), first.header("location"));
+    assert_eq!(app.balance(&source).await, "75.00", "applied once");
+    assert_eq!(app.balance(&destination).await, "25.00");
+}
+
+#[tokio::test]
+async fn an_equal_amount_written_differently_is_the_same_request() {
+    let app = spawn_app().await;
+    let account = app.funded_account("0").await;
+    let path = format!("/accounts/{account}/deposits");
+    let deposit = |amount: serde_json::Value| {
+        app.send(
+            app.request(Method::POST, &path)
+                .header("Idempotency-Key", "deposit-1")
+                .json(&json!({ "amount": amount })),
+        )
+    };
+
+    let first = deposit(json!("10.00")).await;
+    let replay = deposit(json!(10)).await;
+
+    first.expect_status(201);
+    replay.expect_status(201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+    assert_eq!(app.balance(&account).await, "10.00");
+}
+
+#[tokio::test]
+async fn a_replayed_account_opening_returns_the_same_account() {
+    let app = spawn_app().await;
+    let open = || {
+        app.send(
+            app.request(Method::POST, "/accounts")
+                .header("Idempotency-Key", "open-alice")
+                .json(&json!({ "initial_balance": "5", "metadata": { "owner": "alice" } })),
+        )
+    };
+
+    let first = open().await;
+    let replay = open().await;
+
+    first.expect_status(201);
+    replay.expect_status(201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.header("location"), first.header("location"));
+    let list = app.get("/accounts").await;
+    let customers = list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|account| account["kind"] == "customer")
+        .count();
+    assert_eq!(customers, 1, "opened once");
+}
+
+#[tokio::test]
+async fn a_replayed_close_returns_the_closed_account() {
+    let app = spawn_app().await;
+    let account = app.funded_account("0").await;
+    let close = || {
+        app.send(
+            app.request(Method::DELETE, &format!("/accounts/{account}"))
+                .header("Idempotency-Key", "close-1"),
+        )
+    };
+
+    let first = close().await;
+    let replay = close().await;
+
+    first.expect_status(200);
+    replay.expect_status(200);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+}
+
+#[tokio::test]
+async fn a_key_reused_with_a_different_request_is_refused() {
+    let app = spawn_app().await;
+    let source = app.funded_account("100").await;
+    let destination = app.funded_account("0").await;
+    let transfer = |amount: &str| {
+        app.send(
+            app.request(Method::POST, "/transfers")
+                .header("Idempotency-Key", "key-1")
+                .json(&json!({ "source": source, "destination": destination, "amount": amount })),
+        )
+    };
+
+    transfer("10").await.expect_status(201);
+    let reused = transfer("11").await;
+    let other_operation = app
+        .send(
+            app.request(Method::POST, &format!("/accounts/{destination}/deposits"))
+                .header("Idempotency-Key", "key-1")
+                .json(&json!({ "amount": "10" })),
+        )
+        .await;
+
+    reused.expect_problem(422, "idempotency_key_reused");
+    other_operation.expect_problem(422, "idempotency_key_reused");
+    assert_eq!(app.balance(&source).await, "90.00");
+}
+
+#[tokio::test]
+async fn a_failed_request_is_not_remembered_so_its_retry_runs_again() {
+    let app = spawn_app().await;
+    let source = app.funded_account("5").await;
+    let destination = app.funded_account("0").await;
+    let transfer = || {
+        app.send(
+            app.request(Method::POST, "/transfers")
+                .header("Idempotency-Key", "retry-me")
+                .json(&json!({ "source": source, "destination": destination, "amount": "8" })),
+        )
+    };
+
+    transfer().await.expect_problem(422, "insufficient_funds");
+    app.deposit(&source, json!("3")).await.expect_status(201);
+    let retry = transfer().await;
+
+    retry.expect_status(201);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+    assert_eq!(app.balance(&destination).await, "8.00");
+}
+
+#[tokio::test]
+async fn a_key_still_in_flight_is_a_conflict() {
+    let app = spawn_app().await;
+    let account = app.funded_account("0").await;
+    // Another request holds the key: its transaction has claimed it and
+    // has not committed yet.
+    let mut holder = app
+        .db
+        .as_ref()
+        .expect("a database")
+        .connect()
+        .await
+        .expect("a connection");
+    let tx = holder.transaction().await.expect("a transaction");
+    tx.execute(
+        "insert into ledger.idempotency_keys (idempotency_key, request_fingerprint, operation) \
+         values ('busy-key', $1, 'deposit')",
+        &[&vec![0_u8; 32]],
+    )
+    .await
+    .expect("claim the key");
+
+    let response = app
+        .send(
+            app.request(Method::POST, &format!("/accounts/{account}/deposits"))
+                .header("Idempotency-Key", "busy-key")
+                .json(&json!({ "amount": "1" })),
+        )
+        .await;
+
+    response.expect_problem(409, "idempotency_in_flight");
+    tx.rollback().await.expect("release the key");
+    assert_eq!(app.balance(&account).await, "0.00");
+}
+
+#[tokio::test]
+async fn malformed_idempotency_keys_are_bad_requests() {
+    let app = spawn_app().await;
+    let account = app.funded_account("0").await;
+    let long = "k".repeat(256);
+    let cases = [
+        ("", "an empty key"),
+        ("two words", "a space is not visible ASCII"),
+        (long.as_str(), "longer than 255 characters"),
+    ];
+    for (key, why) in cases {
+        let response = app
+            .send(
+                app.request(Method::POST, &format!("/accounts/{account}/deposits"))
+                    .header("Idempotency-Key", key)
+                    .json(&json!({ "amount": "1" })),
+            )
+            .await;
+        assert_eq!(
+            (response.status, response.code()),
+            (400, "invalid_request"),
+            "{why}: {}",
+            response.body
+        );
+    }
+    assert_eq!(app.balance(&account).await, "0.00");
+}

@@ -1,0 +1,211 @@
+//! What every request shares: problem+json errors, request ids, routing
+//! errors, body limits, content types and CORS.
+
+use ledger_api_tests::{spawn_app, spawn_app_with};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn errors_are_problem_documents_with_the_request_id() {
+    let app = spawn_app().await;
+
+    let response = app
+        .get("/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b")
+        .await;
+
+    response.expect_problem(404, "account_not_found");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(response.body["type"], "/problems/account_not_found");
+    assert_eq!(response.body["title"], "Account not found");
+    assert_eq!(response.body["status"], 404);
+    assert_eq!(
+        response.body["request_id"].as_str(),
+        response.header("x-request-id")
+    );
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_echoed_in_the_header_and_the_problem() {
+    let app = spawn_app().await;
+
+    let ok = app
+        .send(
+            app.request(Method::GET, "/health")
+                .header("X-Request-ID", "trace-abc-123"),
+        )
+        .await;
+    let problem = app
+        .send(
+            app.request(Method::GET, "/accounts/42")
+                .header("X-Request-ID", "trace-def-456"),
+        )
+        .await;
+
+    assert_eq!(ok.header("x-request-id"), Some("trace-abc-123"));
+    assert_eq!(problem.header("x-request-id"), Some("trace-def-456"));
+    assert_eq!(problem.body["request_id"], "trace-def-456");
+}
+
+#[tokio::test]
+async fn a_request_id_is_generated_when_none_or_an_unusable_one_is_sent() {
+    let app = spawn_app().await;
+    let too_long = "r".repeat(129);
+    let cases = [
+        (None, "no header"),
+        (Some("has spaces"), "not visible ASCII"),
+        (Some(too_long.as_str()), "over 128 characters"),
+    ];
+    let mut ids = Vec::new();
+    for (sent, why) in cases {
+        let mut request = app.request(Method::GET, "/health");
+        if let Some(sent) = sent {
+            request = request.header("X-Request-ID", sent);
+        }
+        let response = app.send(request).await;
+        let id = response.header("x-request-id").expect("an id").to_owned();
+        let parsed =
+            uuid::Uuid::parse_str(&id).unwrap_or_else(|_| panic!("{why}: {id} is no UUID"));
+        assert_eq!(parsed.get_version_num(), 7, "{why}: a UUIDv7");
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each request gets its own id");
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_not_found_problem() {
+    let app = spawn_app().await;
+    for path in [
+        "/nope",
+        "/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b/nope",
+        "/accounts/",
+    ] {
+        app.get(path).await.expect_problem(404, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_a_method_not_allowed_problem_listing_the_allowed_ones() {
+    let app = spawn_app().await;
+    let cases = [
+        (Method::PUT, "/accounts", "POST, GET"),
+        (Method::POST, "/health", "GET"),
+        (
+            Method::PATCH,
+            "/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b",
+            "GET, DELETE",
+        ),
+        (Method::GET, "/transfers", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app.send(app.request(method.clone(), path)).await;
+        response.expect_problem(405, "method_not_allowed");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_too_large() {
+    let app = spawn_app_with(|api| api.body_limit_bytes = 1024).await;
+    let body = json!({ "metadata": { "blob": "x".repeat(2048) } });
+
+    let response = app.post("/accounts", &body).await;
+
+    response.expect_problem(413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_body_over_the_default_limit_of_64_kib_is_too_large() {
+    let app = spawn_app().await;
+    let body = json!({ "metadata": { "blob": "x".repeat(65 * 1024) } });
+    app.post("/accounts", &body)
+        .await
+        .expect_problem(413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_an_unsupported_media_type() {
+    let app = spawn_app().await;
+    let cases = [
+        (Some("text/plain"), "plain text"),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "a form (curl -d without a type)",
+        ),
+        (None, "no content type at all"),
+    ];
+    for (content_type, why) in cases {
+        let mut request = app.request(Method::POST, "/accounts").body("{}");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = app.send(request).await;
+        assert_eq!(
+            (response.status, response.code()),
+            (415, "unsupported_media_type"),
+            "{why}: {}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_bad_request() {
+    let app = spawn_app().await;
+    let cases = [
+        ("", "an empty body"),
+        ("{", "truncated JSON"),
+        ("{\"currency\": \"USD\",}", "a trailing comma"),
+        ("not json", "not JSON at all"),
+    ];
+    for (body, why) in cases {
+        let response = app
+            .send(
+                app.request(Method::POST, "/accounts")
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(
+            (response.status, response.code()),
+            (400, "invalid_request"),
+            "{why}: {}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_origins_are_configured() {
+    let app = spawn_app().await;
+    let response = app
+        .send(
+            app.request(Method::GET, "/health")
+                .header("Origin", "https://app.example"),
+        )
+        .await;
+    assert_eq!(response.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn configured_origins_get_cors_headers() {
+    let app = spawn_app_with(|api| api.cors_origins = vec!["https://app.example".to_owned()]).await;
+    let response = app
+        .send(
+            app.request(Method::GET, "/health")
+                .header("Origin", "https://app.example"),
+        )
+        .await;
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let exposed = response
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+}
