@@ -197,16 +197,19 @@ impl Ledger {
         for attempt in 0..self.config.max_sequence_retries {
             let source_uuid = source.as_uuid();
             let destination_uuid = destination.as_uuid();
-            // Both reads go out on the connection together (pipelined).
+            // Both reads go out on the connection together (pipelined). In a
+            // transaction, a failed first read (e.g. statement timeout) makes
+            // the second fail with 25P02 "transaction is aborted", so the
+            // first read's error is the one to report.
             let source_params: [&(dyn ToSql + Sync); 1] = [&source_uuid];
             let destination_params: [&(dyn ToSql + Sync); 1] = [&destination_uuid];
-            let (source_row, destination_row) = tokio::try_join!(
+            let (source_row, destination_row) = tokio::join!(
                 client.query_opt(&head, &source_params),
                 client.query_opt(&destination_state, &destination_params),
-            )?;
-            let source_row = source_row.ok_or(DomainError::AccountNotFound(source))?;
+            );
+            let source_row = source_row?.ok_or(DomainError::AccountNotFound(source))?;
             let destination_row =
-                destination_row.ok_or(DomainError::AccountNotFound(destination))?;
+                destination_row?.ok_or(DomainError::AccountNotFound(destination))?;
 
             let currency = currency_of(source_row.try_get("currency_code")?)?;
             let kind = if source_row.try_get("is_system")? {
