@@ -42,6 +42,9 @@ impl Ledger {
         account: AccountId,
         at: DateTime<Utc>,
     ) -> Result<Balance, StoreError> {
+        // Outside PostgreSQL's range the answer is the one at its edge: zero
+        // before anything existed, the current balance after.
+        let query_at = at.clamp(database_min(), database_max());
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -51,7 +54,7 @@ impl Ledger {
             )
             .await?;
         let row = client
-            .query_opt(&statement, &[&account.as_uuid(), &at])
+            .query_opt(&statement, &[&account.as_uuid(), &query_at])
             .await?
             .ok_or(DomainError::AccountNotFound(account))?;
         Ok(Balance {
@@ -69,12 +72,17 @@ impl Ledger {
         account: AccountId,
         query: &HistoryQuery,
     ) -> Result<Page<HistoryEntry>, StoreError> {
+        // Absent bounds are NULL and become ±infinity in SQL: chrono's own
+        // extremes lie outside PostgreSQL's timestamp range.
         let (before_time, before_id) = match &query.cursor {
-            Some(cursor) => parse_history_cursor(cursor)?,
-            None => (DateTime::<Utc>::MAX_UTC, Uuid::max()),
+            Some(cursor) => {
+                let (time, id) = parse_history_cursor(cursor)?;
+                (Some(time), Some(id))
+            }
+            None => (None, None),
         };
-        let from = query.from.unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let to = query.to.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let from = query.from.filter(|from| *from > database_min());
+        let to = query.to.filter(|to| *to < database_max());
         let limit = i64::from(query.limit.clamp(1, MAX_PAGE_SIZE)) + 1;
 
         let client = self.client().await?;
@@ -85,13 +93,11 @@ impl Ledger {
             .prepare_cached(&format!(
                 "select * from (
                    (select {TRANSFER_COLUMNS}, 'out' as direction from ledger.transfers
-                     where source_account_id = $1 and created_at between $2 and $3
-                       and created_at <= $4 and (created_at, transfer_id) < ($4, $5)
+                     where source_account_id = $1 {WINDOW}
                      order by created_at desc, transfer_id desc limit $6)
                    union all
                    (select {TRANSFER_COLUMNS}, 'in' as direction from ledger.transfers
-                     where destination_account_id = $1 and created_at between $2 and $3
-                       and created_at <= $4 and (created_at, transfer_id) < ($4, $5)
+                     where destination_account_id = $1 {WINDOW}
                      order by created_at desc, transfer_id desc limit $6)
                  ) h
                  order by created_at desc, transfer_id desc
@@ -139,6 +145,24 @@ impl Ledger {
         };
         Ok(Page { items, next_cursor })
     }
+}
+
+/// The history window: `$2` from, `$3` to, `$4`/`$5` the cursor (time, id);
+/// NULL means unbounded.
+const WINDOW: &str = "\
+    and created_at >= coalesce($2::timestamptz, '-infinity') \
+    and created_at <= least(coalesce($3::timestamptz, 'infinity'), coalesce($4::timestamptz, 'infinity')) \
+    and (created_at, transfer_id) < (coalesce($4::timestamptz, 'infinity'), \
+                                      coalesce($5::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))";
+
+/// PostgreSQL's earliest timestamp (4713 BC); chrono reaches further back.
+fn database_min() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(-210_866_803_200, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// chrono's latest time (262143 AD) is inside PostgreSQL's range (294276 AD).
+fn database_max() -> DateTime<Utc> {
+    DateTime::<Utc>::MAX_UTC
 }
 
 async fn exists(client: &impl GenericClient, account: AccountId) -> Result<(), StoreError> {

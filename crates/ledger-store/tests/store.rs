@@ -9,6 +9,7 @@ mod store {
     mod as_of;
     mod concurrency;
     mod errors;
+    mod history;
     mod idempotency;
     mod journal;
     mod model_check;
