@@ -296,7 +296,7 @@ impl Ledger {
         if self
             .known_system_accounts
             .read()
-            .map_or(false, |known| known.contains(&id))
+            .is_ok_and(|known| known.contains(&id))
         {
             return Ok(id);
         }
