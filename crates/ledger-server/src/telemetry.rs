@@ -102,13 +102,10 @@ pub async fn request_context(
     let header = HeaderValue::from_str(&id).ok();
     let name = HeaderName::from_static(REQUEST_ID_HEADER);
     let log = |status: u16| {
-        let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
+        // Milliseconds with microsecond precision, as a JSON number.
+        let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1_000.0;
         span.in_scope(|| {
-            tracing::info!(
-                http.status = status,
-                latency_ms = format_args!("{latency_ms:.3}"),
-                "{method} {path} {status}"
-            );
+            tracing::info!(http.status = status, latency_ms, "{method} {path} {status}");
         });
     };
     match result {

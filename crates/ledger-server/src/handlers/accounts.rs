@@ -3,7 +3,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use ledger_domain::{AccountId, Currency};
 use ledger_store::{HistoryQuery, NewAccount};
 use uuid::Uuid;
@@ -220,35 +219,13 @@ pub async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let query = HistoryQuery {
-        from: Some(params.from.map_or(EARLIEST, clamp_to_database_range)),
-        to: Some(params.to.map_or(LATEST, clamp_to_database_range)),
-        // Without a cursor the store starts after chrono's largest time,
-        // which PostgreSQL refuses ("timestamp out of range"). Start after
-        // the latest time PostgreSQL holds instead, in the store's cursor
-        // format (`<µs>_<transfer id>`). Remove once the store handles it.
-        cursor: Some(
-            params
-                .cursor
-                .unwrap_or_else(|| format!("{}_{}", LATEST.timestamp_micros(), Uuid::max())),
-        ),
+        from: params.from,
+        to: params.to,
+        cursor: params.cursor,
         limit: page_size(params.limit)?,
     };
     let page = state.ledger.history(AccountId::from(*id), &query).await?;
     Ok(HttpResponse::Ok().json(HistoryPage::from(page)))
-}
-
-/// The earliest time the history window may start at: before any transfer,
-/// and inside PostgreSQL's timestamp range (chrono's is far wider).
-const EARLIEST: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
-
-/// The latest time the history window may end at: 9999-12-31T23:59:59Z.
-const LATEST: DateTime<Utc> = match DateTime::<Utc>::from_timestamp(253_402_300_799, 0) {
-    Some(time) => time,
-    None => DateTime::<Utc>::UNIX_EPOCH,
-};
-
-fn clamp_to_database_range(time: DateTime<Utc>) -> DateTime<Utc> {
-    time.clamp(EARLIEST, LATEST)
 }
 
 /// Deposits money into an account, from its currency's system account.
