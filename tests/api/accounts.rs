@@ -106,6 +106,14 @@ async fn account_openings_that_break_a_rule_are_refused_with_the_reason() {
             json!({ "metadata": { "blob": "x".repeat(17 * 1024) } }),
             "metadata over 16 KiB",
         ),
+        (
+            serde_json::from_str(r#"{ "metadata": { "x": 1e999999 } }"#).expect("JSON"),
+            "a number PostgreSQL cannot store",
+        ),
+        (
+            serde_json::from_str(r#"{ "metadata": { "x": 1e20000 } }"#).expect("JSON"),
+            "a number of 20000 digits once written out",
+        ),
     ];
     for (body, why) in cases {
         let response = app.post("/accounts", &body).await;

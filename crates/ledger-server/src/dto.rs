@@ -201,12 +201,58 @@ impl ToSchema for AmountInput {
     }
 }
 
-/// Checks optional client metadata.
+/// Checks optional client metadata: a JSON object of at most
+/// [`Metadata::MAX_BYTES`], counted as PostgreSQL stores it.
 pub fn parse_metadata(metadata: Option<Value>) -> Result<Option<Metadata>, ApiError> {
-    metadata
-        .map(Metadata::parse)
-        .transpose()
-        .map_err(ApiError::from)
+    let Some(metadata) = metadata else {
+        return Ok(None);
+    };
+    // jsonb writes numbers out in full: `1e99999` is stored (and returned)
+    // as a hundred thousand digits, and `1e999999` is beyond what it holds.
+    // Measure numbers at their written-out length, so that a few bytes of
+    // input can neither fail the insert nor blow up every later response.
+    let expansion = number_expansion(&metadata);
+    let size = serde_json::to_vec(&metadata).map_or(usize::MAX, |bytes| bytes.len());
+    if size.saturating_add(expansion) > Metadata::MAX_BYTES {
+        return Err(ApiError::validation(format!(
+            "metadata must be a JSON object of at most {} bytes (numbers counted written \
+             out in full, as they are stored: 1e6 counts as 1000000)",
+            Metadata::MAX_BYTES
+        )));
+    }
+    Metadata::parse(metadata).map(Some).map_err(ApiError::from)
+}
+
+/// How many bytes writing every number of `value` out in full (without an
+/// exponent) adds to its serialized size; saturates on absurd exponents.
+fn number_expansion(value: &Value) -> usize {
+    match value {
+        Value::Number(number) => {
+            let text = number.to_string();
+            let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
+                return 0;
+            };
+            let exponent = exponent
+                .trim_start_matches('+')
+                .parse::<i64>()
+                .map_or(usize::MAX, |e| {
+                    usize::try_from(e.unsigned_abs()).unwrap_or(usize::MAX)
+                });
+            mantissa
+                .len()
+                .saturating_add(exponent)
+                .saturating_sub(text.len())
+        }
+        Value::Array(items) => items
+            .iter()
+            .map(number_expansion)
+            .fold(0, usize::saturating_add),
+        Value::Object(map) => map
+            .values()
+            .map(number_expansion)
+            .fold(0, usize::saturating_add),
+        Value::Null | Value::Bool(_) | Value::String(_) => 0,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -645,6 +691,33 @@ mod tests {
         for (value, json) in cases {
             let money = Money::scaled(Decimal::from_str(value).expect("literal"), usd);
             assert_eq!(serde_json::to_string(&money).expect("serializable"), json);
+        }
+    }
+
+    #[test]
+    fn metadata_is_measured_with_its_numbers_written_out() {
+        let parse = |json: &str| parse_metadata(Some(serde_json::from_str(json).expect("JSON")));
+        assert!(
+            parse(r#"{"x": 1e6, "y": [1.5e-3, 7]}"#).is_ok(),
+            "small exponents are fine"
+        );
+        for (json, why) in [
+            (
+                r#"{"x": 1e999999}"#,
+                "beyond what PostgreSQL's numeric holds",
+            ),
+            (
+                r#"{"x": 1e20000}"#,
+                "twenty thousand digits once written out",
+            ),
+            (r#"{"x": [1e-20000]}"#, "tiny numbers expand too"),
+            (
+                r#"{"x": 1e99999999999999999999}"#,
+                "an exponent that overflows",
+            ),
+        ] {
+            let err = parse(json).expect_err(why);
+            assert_eq!(err.code().as_str(), "validation_failed", "{why}");
         }
     }
 }
