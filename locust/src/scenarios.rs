@@ -1,0 +1,299 @@
+//! The goose scenarios. Every request goes through [`call`], which records
+//! it, tells expected domain answers from real errors, and leaves every
+//! non-2xx a failure in goose's own metrics.
+
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
+use goose::goose::GooseResponse;
+use goose::prelude::*;
+use rand::Rng;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::cli::{ScenarioKind, WaitRange};
+use crate::setup::is_positive;
+use crate::state::shared_state;
+use crate::stats::{Kind, Outcome};
+
+/// The goose scenario of `kind`, with a pause after each transaction when
+/// `wait` is set.
+pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario, GooseError> {
+    let mut scenario = Scenario::new(kind.name());
+    if let Some(wait) = wait {
+        scenario = scenario.set_wait_time(wait.min, wait.max)?;
+    }
+    let scenario = match kind {
+        ScenarioKind::Classic => scenario
+            .register_transaction(
+                transaction!(open_own_account)
+                    .set_on_start()
+                    .set_name("open own account"),
+            )
+            .register_transaction(
+                transaction!(check_own_balance)
+                    .set_weight(3)?
+                    .set_name("check own balance"),
+            )
+            .register_transaction(
+                transaction!(transfer_to_another_user)
+                    .set_weight(1)?
+                    .set_name("transfer 1.00 to another user"),
+            ),
+        ScenarioKind::Hot | ScenarioKind::Throughput => scenario
+            .register_transaction(transaction!(start).set_on_start().set_name("start"))
+            .register_transaction(
+                transaction!(transfer_within_pool).set_name("transfer within the pool"),
+            ),
+        ScenarioKind::Asof => scenario
+            .register_transaction(transaction!(start).set_on_start().set_name("start"))
+            .register_transaction(
+                transaction!(balance_at_past_time)
+                    .set_weight(3)?
+                    .set_name("balance at a past time"),
+            )
+            .register_transaction(
+                transaction!(transfer_within_pool)
+                    .set_weight(1)?
+                    .set_name("transfer within the pool"),
+            ),
+    };
+    Ok(scenario)
+}
+
+/// The account a classic user opened, kept in its session.
+#[derive(Clone)]
+struct OwnAccount(Uuid);
+
+/// Classic, on start: open an account with the initial balance and offer it
+/// to the other users as a destination.
+async fn open_own_account(user: &mut GooseUser) -> TransactionResult {
+    let result = open_account(user).await;
+    // Started, whether or not the open worked: the ramp-up is over for this
+    // user, and a failed open is retried by its next transaction.
+    shared_state().user_started();
+    result.map(drop)
+}
+
+async fn open_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError>> {
+    let shared = shared_state();
+    let body = json!({ "initial_balance": shared.initial_balance });
+    let value = call(
+        user,
+        Kind::Open,
+        GooseMethod::Post,
+        "/accounts",
+        "/accounts",
+        Some(&body),
+    )
+    .await?;
+    let Some(id) = value
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse::<Uuid>().ok())
+    else {
+        // call() recorded the request as a success; the answer says otherwise.
+        shared.recorder.error(
+            "201 POST /accounts without an id".to_owned(),
+            value.to_string(),
+        );
+        return Err(Box::new(TransactionError::Custom(
+            "201 POST /accounts without an id".to_owned(),
+        )));
+    };
+    if is_positive(&shared.initial_balance) {
+        shared.recorder.created_row();
+    }
+    user.set_session_data(OwnAccount(id));
+    shared.add_account(id);
+    Ok(id)
+}
+
+/// The user's own account, opening it again if the on-start open failed.
+async fn own_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError>> {
+    match user.get_session_data::<OwnAccount>() {
+        Some(OwnAccount(id)) => Ok(*id),
+        None => open_account(user).await,
+    }
+}
+
+/// Classic, weight 3: the user's own balance.
+async fn check_own_balance(user: &mut GooseUser) -> TransactionResult {
+    let own = own_account(user).await?;
+    let path = format!("/accounts/{own}/balance");
+    call(
+        user,
+        Kind::Balance,
+        GooseMethod::Get,
+        &path,
+        "/accounts/{id}/balance",
+        None,
+    )
+    .await
+    .map(drop)
+}
+
+/// Classic, weight 1: 1.00 to another user's account.
+async fn transfer_to_another_user(user: &mut GooseUser) -> TransactionResult {
+    let own = own_account(user).await?;
+    let Some(destination) = shared_state().random_account_except(Some(own)) else {
+        // The first user to start has nobody to pay yet.
+        return Ok(());
+    };
+    transfer(user, own, destination).await
+}
+
+/// Hot, throughput and as-of, on start: nothing to open, but the steady
+/// state begins once every user has started.
+async fn start(_user: &mut GooseUser) -> TransactionResult {
+    shared_state().user_started();
+    Ok(())
+}
+
+/// Hot and throughput: one transfer between two accounts of the pool,
+/// picked uniformly or with the hot scenario's skew.
+async fn transfer_within_pool(user: &mut GooseUser) -> TransactionResult {
+    let Some((source, destination)) = shared_state().pick_pair() else {
+        return Ok(());
+    };
+    transfer(user, source, destination).await
+}
+
+/// As-of, weight 3: the balance of a random account at a random time
+/// between a little before the accounts were opened and now.
+async fn balance_at_past_time(user: &mut GooseUser) -> TransactionResult {
+    let shared = shared_state();
+    let Some(account) = shared.random_account_except(None) else {
+        return Ok(());
+    };
+    let span_us = (Utc::now() - shared.history_from)
+        .num_microseconds()
+        .unwrap_or(0)
+        .max(1);
+    let offset = chrono::Duration::microseconds(rand::thread_rng().gen_range(0..span_us));
+    let at = (shared.history_from + offset).to_rfc3339_opts(SecondsFormat::Micros, true);
+    let path = format!("/accounts/{account}/balance?at={at}");
+    call(
+        user,
+        Kind::BalanceAt,
+        GooseMethod::Get,
+        &path,
+        "/accounts/{id}/balance?at=",
+        None,
+    )
+    .await
+    .map(drop)
+}
+
+async fn transfer(user: &mut GooseUser, source: Uuid, destination: Uuid) -> TransactionResult {
+    let shared = shared_state();
+    let body = json!({
+        "source": source,
+        "destination": destination,
+        "amount": shared.amount,
+    });
+    call(
+        user,
+        Kind::Transfer,
+        GooseMethod::Post,
+        "/transfers",
+        "/transfers",
+        Some(&body),
+    )
+    .await?;
+    shared.recorder.created_row();
+    Ok(())
+}
+
+/// Sends one request and reads the whole response. A 2xx gives its JSON
+/// body. Anything else is recorded, as an expected domain answer when the
+/// scenario lists its problem `code`, as a real error otherwise, and fails
+/// the transaction (goose counts every non-2xx as a failed request itself).
+async fn call(
+    user: &mut GooseUser,
+    kind: Kind,
+    method: GooseMethod,
+    path: &str,
+    name: &str,
+    body: Option<&Value>,
+) -> Result<Value, Box<TransactionError>> {
+    let shared = shared_state();
+    let recorder = &shared.recorder;
+    let mut builder = user.get_request_builder(&method, path)?;
+    if let Some(body) = body {
+        builder = builder.json(body);
+    }
+    let request = GooseRequest::builder()
+        .method(method)
+        .path(path)
+        .name(name)
+        .set_request_builder(builder)
+        .build();
+    let started = Instant::now();
+    let GooseResponse {
+        request: mut metric,
+        response,
+    } = user.request(request).await?;
+    let failed = |metric| {
+        Box::new(TransactionError::RequestFailed {
+            raw_request: Box::new(metric),
+        })
+    };
+
+    let response = match response {
+        Ok(response) => response,
+        Err(err) => {
+            recorder.record(kind, started, Outcome::Error);
+            let what = if err.is_timeout() {
+                "timeout"
+            } else if err.is_connect() {
+                "connection refused or reset"
+            } else {
+                "transport error"
+            };
+            recorder.error(format!("{name}: {what}"), format!("{name}: {err}"));
+            return Err(failed(metric));
+        }
+    };
+    let status = response.status();
+    let text = match response.text().await {
+        Ok(text) => text,
+        Err(err) => {
+            recorder.record(kind, started, Outcome::Error);
+            recorder.error(
+                format!("{name}: body not read"),
+                format!("{name} {status}: {err}"),
+            );
+            return user
+                .set_failure("body not read", &mut metric, None, None)
+                .map(|()| Value::Null);
+        }
+    };
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+
+    if status.is_success() {
+        if value.is_null() {
+            recorder.record(kind, started, Outcome::Error);
+            recorder.error(
+                format!("{status} {name}: not JSON"),
+                format!("{name} {status}: {text}"),
+            );
+            return user
+                .set_failure("not JSON", &mut metric, None, Some(&text))
+                .map(|()| Value::Null);
+        }
+        recorder.record(kind, started, Outcome::Ok);
+        return Ok(value);
+    }
+
+    let code = value.get("code").and_then(Value::as_str).unwrap_or("-");
+    let label = format!("{} {name} {code}", status.as_u16());
+    if shared.scenario.expected_codes().contains(&code) && status.is_client_error() {
+        recorder.record(kind, started, Outcome::Expected);
+        recorder.expected(label);
+    } else {
+        recorder.record(kind, started, Outcome::Error);
+        recorder.error(label, format!("{name} {status}: {text}"));
+    }
+    Err(failed(metric))
+}
