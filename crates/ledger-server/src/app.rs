@@ -12,8 +12,11 @@ use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use ledger_domain::IdempotencyKey;
 use ledger_store::Ledger;
-use utoipa::OpenApi;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::ApiConfig;
@@ -50,6 +53,7 @@ use crate::telemetry;
         transfers::get_transfer,
     ),
     components(schemas(Problem, ErrorCode, dto::Money, dto::AmountInput)),
+    modifiers(&IdempotencyKeyHeaderSchema),
     tags(
         (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
         (name = "transfers", description = "Money moved between two customer accounts."),
@@ -57,6 +61,35 @@ use crate::telemetry;
     ),
 )]
 pub struct ApiDoc;
+
+/// Describes the `Idempotency-Key` header exactly: utoipa renders an optional
+/// header as a nullable string, but a header is absent, never null.
+struct IdempotencyKeyHeaderSchema;
+
+impl Modify for IdempotencyKeyHeaderSchema {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let schema = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(IdempotencyKey::MAX_LEN))
+                .pattern(Some("^[!-~]+$"))
+                .examples(["0b5a2c7e-3f4d-4e8a-9c1b-6d2e8f0a4b3c"])
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let RefOr::T(parameter) = parameter {
+                        if parameter.name == "Idempotency-Key" {
+                            parameter.schema = Some(schema().into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Builds the application around a ledger. Called once per worker.
 pub fn build_app(
