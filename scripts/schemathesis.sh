@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Schemathesis against the service's own OpenAPI document.
+#
+#   scripts/schemathesis.sh                                 (the full run: ≥ 5,000 requests)
+#   SCHEMATHESIS_MAX_EXAMPLES=10 scripts/schemathesis.sh    (a short run, as CI does)
+#
+# 1. installs schemathesis (pinned: SCHEMATHESIS_VERSION) from PyPI into a
+#    virtualenv under target/schemathesis/, unless that version is there;
+# 2. makes PostgreSQL available (scripts/ensure-postgres.sh), creates a
+#    throwaway database, builds `ledger` (the debug build cargo test shares);
+# 3. serves it on a free 127.0.0.1 port and runs every schemathesis phase
+#    (examples, coverage, fuzzing, stateful) with the checks
+#    not_a_server_error and response_schema_conformance, at most
+#    SCHEMATHESIS_MAX_EXAMPLES cases per operation and phase (default 600,
+#    about 5,500 requests in about 90 s on 2 cores);
+# 4. prints the requests sent by status, and every failure with its request;
+#    exits non-zero on any 5xx, any schema violation, any other failure, or
+#    fewer requests than SCHEMATHESIS_MIN_REQUESTS (default: 5,000 for the
+#    full run, 1 when SCHEMATHESIS_MAX_EXAMPLES is set).
+#
+# Generated POSTs do create accounts and transfers: the database is thrown
+# away at the end (as are the server and its log, kept under target/).
+# SCHEMATHESIS_SEED=<n> replays a run (the seed is printed).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO="$PWD"
+
+VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+if [[ -n "${SCHEMATHESIS_MAX_EXAMPLES:-}" ]]; then
+  MAX_EXAMPLES="$SCHEMATHESIS_MAX_EXAMPLES"
+  MIN_REQUESTS="${SCHEMATHESIS_MIN_REQUESTS:-1}"
+else
+  MAX_EXAMPLES=600
+  MIN_REQUESTS="${SCHEMATHESIS_MIN_REQUESTS:-5000}"
+fi
+WORKDIR="${CARGO_TARGET_DIR:-$REPO/target}/schemathesis"
+VENV="$WORKDIR/venv"
+REPORT="$WORKDIR/report.ndjson"
+SERVER_LOG="$WORKDIR/server.log"
+
+log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ "$MAX_EXAMPLES" =~ ^[1-9][0-9]*$ ]] || die "SCHEMATHESIS_MAX_EXAMPLES must be a positive number, got '$MAX_EXAMPLES'"
+[[ "$MIN_REQUESTS" =~ ^[0-9]+$ ]] || die "SCHEMATHESIS_MIN_REQUESTS must be a number, got '$MIN_REQUESTS'"
+mkdir -p "$WORKDIR"
+
+# --- 1. schemathesis, once --------------------------------------------------
+installed_version() {
+  "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true
+}
+if [[ "$(installed_version)" != "$VERSION" ]]; then
+  command -v python3 >/dev/null 2>&1 || die "python3 is required"
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "python3's venv module is missing; install python3-venv"
+    sudo=()
+    [[ "$(id -u)" == 0 ]] || sudo=(sudo -n)
+    log "installing python3-venv (apt-get)"
+    { "${sudo[@]}" apt-get update -qq \
+        && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; } >&2 \
+      || die "apt-get install python3-venv failed"
+  fi
+  log "installing schemathesis $VERSION into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION" >&2
+  [[ "$(installed_version)" == "$VERSION" ]] || die "schemathesis $VERSION did not install"
+fi
+
+# --- 2. database and binary -------------------------------------------------
+ADMIN_URL="$(scripts/ensure-postgres.sh)"
+[[ -n "$ADMIN_URL" ]] || die "ensure-postgres.sh printed no URL"
+find_psql() {
+  command -v psql 2>/dev/null && return 0
+  ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n1
+}
+PSQL="$(find_psql)"
+[[ -n "$PSQL" ]] || die "psql not found"
+DB_NAME="ledger_schemathesis_$(date +%s)_$$"
+# The admin URL with its database replaced (query string kept).
+base="${ADMIN_URL%%\?*}"; query=""
+[[ "$ADMIN_URL" == *\?* ]] && query="?${ADMIN_URL#*\?}"
+DATABASE_URL="${base%/*}/$DB_NAME$query"
+[[ "$base" == *://*/* ]] || DATABASE_URL="$base/$DB_NAME$query"
+
+locked=()
+[[ -f Cargo.lock ]] && locked=(--locked)
+log "building ledger (debug)"
+cargo build ${locked[@]+"${locked[@]}"} --quiet -p ledger-server --bin ledger
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/ledger"
+
+SERVER_PID=""
+cleanup() {
+  local status=$?
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  "$PSQL" "$ADMIN_URL" -X -w -qc "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 || true
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$PSQL" "$ADMIN_URL" -X -w -qc "create database $DB_NAME" >&2
+
+# --- 3. serve, then run -----------------------------------------------------
+PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+ADDRESS="http://127.0.0.1:$PORT"
+DATABASE_URL="$DATABASE_URL" LEDGER_LISTEN_ADDR="127.0.0.1:$PORT" LEDGER_LOG_FORMAT=json \
+  RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+"$VENV/bin/python" - "$ADDRESS/health" <<'EOF' || { tail -n 20 "$SERVER_LOG" >&2; die "the service did not come up"; }
+import sys, time, urllib.request
+for _ in range(600):
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(1)
+EOF
+log "service up at $ADDRESS (database $DB_NAME); schemathesis $VERSION, $MAX_EXAMPLES examples per operation"
+
+seed=()
+[[ -n "${SCHEMATHESIS_SEED:-}" ]] && seed=(--seed "$SCHEMATHESIS_SEED")
+rm -f "$REPORT"
+set +e
+(cd "$WORKDIR" && "$VENV/bin/schemathesis" run "$ADDRESS/openapi.json" \
+  --checks not_a_server_error,response_schema_conformance \
+  --max-examples "$MAX_EXAMPLES" \
+  --phases examples,coverage,fuzzing,stateful \
+  --request-timeout 15 \
+  --workers "${SCHEMATHESIS_WORKERS:-2}" \
+  --generation-database none \
+  --report ndjson --report-ndjson-path "$REPORT" \
+  --no-color ${seed[@]+"${seed[@]}"})
+schemathesis_status=$?
+set -e
+
+# --- 4. what happened -------------------------------------------------------
+created="$("$PSQL" "$DATABASE_URL" -X -w -Atqc \
+  "select (select count(*) from ledger.accounts where not is_system) || ' accounts, '
+       || (select count(*) from ledger.transfers) || ' transfers'" 2>/dev/null || echo "unknown")"
+summary_status=0
+"$VENV/bin/python" - "$REPORT" "$created" "$MIN_REQUESTS" <<'EOF' || summary_status=$?
+import base64, collections, json, sys
+
+report, created, min_requests = sys.argv[1], sys.argv[2], int(sys.argv[3])
+statuses = collections.Counter()
+requests = 0
+failures = []
+for line in open(report, encoding="utf-8"):
+    event = json.loads(line)
+    finished = event.get("ScenarioFinished")
+    if not finished:
+        continue
+    recorder = finished.get("recorder") or {}
+    interactions = recorder.get("interactions") or {}
+    for case_id, interaction in interactions.items():
+        requests += 1
+        response = interaction.get("response")
+        statuses[response["status_code"] if response else "no response"] += 1
+    for case_id, checks in (recorder.get("checks") or {}).items():
+        for check in checks:
+            if check.get("status") == "success":
+                continue
+            interaction = interactions.get(case_id) or {}
+            request = interaction.get("request") or {}
+            body = request.get("body") or {}
+            if "$base64" in body:
+                body = base64.b64decode(body["$base64"]).decode("utf-8", "replace")
+            response = interaction.get("response") or {}
+            failures.append((check.get("name"), request.get("method"), request.get("uri"),
+                             str(body)[:500], response.get("status_code"),
+                             json.dumps(check)[:1500]))
+
+server_errors = sum(n for status, n in statuses.items() if isinstance(status, int) and status >= 500)
+print(f"schemathesis: requests sent {requests}; by status: "
+      + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items(), key=lambda kv: str(kv[0]))))
+print(f"schemathesis: 5xx responses {server_errors}, failed checks {len(failures)}; "
+      f"data the generated requests created: {created}")
+for name, method, uri, body, status, detail in failures[:50]:
+    print(f"FAILED {name}: {method} {uri} -> {status}\n  body: {body}\n  check: {detail}")
+if requests < max(min_requests, 1):
+    print(f"FAILED: only {requests} requests were sent, fewer than {max(min_requests, 1)}")
+sys.exit(1 if server_errors or failures or requests < max(min_requests, 1) else 0)
+EOF
+
+if grep -q '"level":"ERROR"' "$SERVER_LOG"; then
+  log "the server logged errors:"
+  grep '"level":"ERROR"' "$SERVER_LOG" | head -n 20 >&2
+fi
+if (( schemathesis_status != 0 || summary_status != 0 )); then
+  die "failed (schemathesis exit $schemathesis_status); report: $REPORT, server log: $SERVER_LOG"
+fi
+log "passed"
