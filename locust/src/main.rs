@@ -84,7 +84,10 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
     // As-of reads pick times from a little before the accounts existed.
     let history_from = Utc::now() - chrono::Duration::seconds(2);
     let ids: Vec<Option<uuid::Uuid>> = match scenario {
-        ScenarioKind::Classic => Vec::new(),
+        // One account before the users start, the first destination they
+        // can pay, opened alone: the first funded open creates the
+        // currency's system account (see setup::open_accounts).
+        ScenarioKind::Classic => vec![None],
         ScenarioKind::Throughput => (0..accounts).map(|i| Some(pool_account_id(i))).collect(),
         ScenarioKind::Hot | ScenarioKind::Asof => vec![None; accounts],
     };
