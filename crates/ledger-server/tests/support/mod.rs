@@ -27,11 +27,14 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// The HTTP client of the suites: no redirects, no proxy, and a timeout, so
-/// that a hanging server fails a test instead of hanging it.
+/// that a hanging server fails a test instead of hanging it. Idle
+/// connections are dropped well before the server's keep-alive (5 s) ends
+/// them, so that no request races a server-side close of its connection.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(2))
         .timeout(timeout)
         .build()
         .expect("Failed to build the HTTP client")
