@@ -191,7 +191,7 @@ sys.exit(1 if server_errors or failures or requests < max(min_requests, 1) else 
 EOF
 
 if grep -q '"level":"ERROR"' "$SERVER_LOG"; then
-  log "the server logged errors:"
+  log "the server logged errors (actix_http's 'request parse error' is a request that was not valid HTTP/1.1, refused with a bare 400 before the application saw it):"
   grep '"level":"ERROR"' "$SERVER_LOG" | head -n 20 >&2
 fi
 if (( schemathesis_status != 0 || summary_status != 0 )); then
