@@ -35,11 +35,16 @@ cargo clippy ${locked[@]+"${locked[@]}"} --workspace --all-targets -- -D warning
 stage "cargo test ${locked[*]:-}${locked[*]:+ }--workspace --all-targets"
 cargo test ${locked[@]+"${locked[@]}"} --workspace --all-targets
 
-if [[ -x scripts/ci-extra.sh ]]; then
-  stage "scripts/ci-extra.sh"
-  scripts/ci-extra.sh
-elif [[ -e scripts/ci-extra.sh ]]; then
-  echo "test.sh: warning: scripts/ci-extra.sh exists but is not executable; skipped" >&2
-fi
+# Suites that need a running service: the load smoke test (ci-extra.sh) and
+# the short schemathesis run (ci-faults.sh).
+for suite in scripts/ci-extra.sh scripts/ci-faults.sh; do
+  if [[ -x "$suite" ]]; then
+    stage "$suite"
+    "$suite"
+  elif [[ -e "$suite" ]]; then
+    echo "test.sh: $suite exists but is not executable" >&2
+    exit 1
+  fi
+done
 
 stage "all tests passed"
