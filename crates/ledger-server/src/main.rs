@@ -3,6 +3,8 @@
 //! ```text
 //! ledger [serve]    migrate, then serve HTTP (the default)
 //! ledger migrate    apply pending migrations and exit
+//! ledger verify     recompute every hash chain and invariant from the log;
+//!                   exit 0 when all agree, 1 and the first disagreement if not
 //! ```
 //! Configuration comes from environment variables; see the README.
 
@@ -13,14 +15,16 @@ use anyhow::Context;
 use ledger_server::config::Config;
 use ledger_store::Ledger;
 
-const USAGE: &str = "usage: ledger [serve|migrate]\n\
+const USAGE: &str = "usage: ledger [serve|migrate|verify]\n\
     \n  serve    apply pending migrations, then serve the HTTP API (default)\
     \n  migrate  apply pending migrations and exit\
+    \n  verify   recompute every hash chain and invariant from the log (exit 1 on any violation)\
     \n\nConfiguration is read from environment variables (DATABASE_URL, LEDGER_LISTEN_ADDR, …); see the README.";
 
 enum Command {
     Serve,
     Migrate,
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     {
         [] | ["serve"] => Command::Serve,
         ["migrate"] => Command::Migrate,
+        ["verify"] => Command::Verify,
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(&config).await.map(drop),
+            Command::Verify => verify(&config).await,
         }
     });
     match result {
@@ -97,6 +103,39 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.await.context("HTTP server failed")?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Recomputes the journal and prints what it found; fails on any violation.
+async fn verify(config: &Config) -> anyhow::Result<()> {
+    let ledger = Ledger::connect(config.store()).context("Failed to set up the database pool")?;
+    let report = ledger
+        .verify()
+        .await
+        .context("Failed to read the ledger for verification")?;
+    println!(
+        "verify: {} rows, {} chains, {} accounts checked; violations: {}",
+        report.rows_checked,
+        report.chains_checked,
+        report.accounts_checked,
+        report.violations.len()
+    );
+    for violation in &report.violations {
+        let place = match (violation.row, &violation.subject) {
+            (Some((source, seq, transfer)), _) => {
+                format!("transfer {transfer} (source {source}, seq {seq})")
+            }
+            (None, Some(subject)) => subject.clone(),
+            (None, None) => "ledger".to_owned(),
+        };
+        println!("  {}: {place}: {}", violation.rule, violation.detail);
+    }
+    match report.violations.first() {
+        None => Ok(()),
+        Some(first) => anyhow::bail!(
+            "the ledger does not verify: first violation is {}",
+            first.rule
+        ),
+    }
 }
 
 /// The database URL without its password, for messages.
