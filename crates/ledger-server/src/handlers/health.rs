@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 
 use crate::dto::{Health, Ready};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::handlers::AppState;
 
 /// Liveness: answers without touching the database.
@@ -32,18 +32,15 @@ pub async fn health() -> HttpResponse {
     ),
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.ledger.ready().await.map_err(|err| {
-        // Whatever the cause, readiness is a yes/no question.
-        match ApiError::from(err) {
-            unavailable if unavailable.code() == crate::error::ErrorCode::Unavailable => {
-                unavailable
-            }
-            _ => ApiError::new(
-                crate::error::ErrorCode::Unavailable,
-                "the database is not ready",
-            ),
-        }
-    })?;
+    if let Err(err) = state.ledger.ready().await {
+        // Whatever the cause, readiness is a yes/no question: not ready is
+        // 503, never 500 (the cause is logged by the conversion).
+        let err = ApiError::from(err);
+        return Err(match err.code() {
+            ErrorCode::Unavailable => err,
+            _ => ApiError::new(ErrorCode::Unavailable, "the database is not ready"),
+        });
+    }
     Ok(HttpResponse::Ok().json(Ready {
         status: "ready".to_owned(),
     }))
