@@ -551,7 +551,10 @@ language sql volatile as $$
            c.currency_code, true
       from ledger.currencies c
      where c.currency_code = p_currency_code
-    on conflict (account_id) do nothing;
+    -- No conflict target: two first deposits racing may collide on the
+    -- primary key or on accounts_one_system_per_currency; either way the
+    -- account exists.
+    on conflict do nothing;
     select ('00000000-0000-0000-0000-' || lpad(c.numeric_code::text, 12, '0'))::uuid
       from ledger.currencies c
      where c.currency_code = p_currency_code;

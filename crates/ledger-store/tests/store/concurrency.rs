@@ -187,3 +187,22 @@ async fn deposits_race_on_the_system_account_without_losing_any() {
     }
     assert_invariants(&database).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_deposits_in_a_new_currency_race_to_create_its_system_account() {
+    for _round in 0..5 {
+        let (database, ledger) = database().await;
+        let chf = ledger_domain::Currency::parse("CHF").expect("CHF");
+        // Open accounts without funding: the system account does not exist yet.
+        let accounts: Vec<_> = join_all((0..8).map(|_| open_in(&ledger, chf, "0"))).await;
+
+        let first_deposits = accounts.iter().map(|&account| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.deposit(account, dec("1.00"), None, None).await })
+        });
+        for result in join_all(first_deposits).await {
+            result.expect("task").expect("every first deposit succeeds");
+        }
+        assert_invariants(&database).await;
+    }
+}
