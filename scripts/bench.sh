@@ -180,7 +180,9 @@ if [[ "$mode" != knee ]]; then
   pg_phase() {
     local rows_before rows_after
     rows_before="$(ll_psql "$DB_URL" -Atc 'select count(*) from ledger.transfers')"
-    (cd "$OUT" && "$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -P 10 \
+    # No TLS, as the service's own connections (tokio-postgres, NoTls):
+    # libpq would otherwise negotiate it and spend CPU on both ends.
+    (cd "$OUT" && PGSSLMODE=disable "$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -P 10 \
         -f transfer.pgbench --log --log-prefix=pgbench_log "$DB_URL") > "$OUT/pgbench.txt" 2>&1 \
       || { tail -n 20 "$OUT/pgbench.txt" >&2; return 1; }
     rows_after="$(ll_psql "$DB_URL" -Atc 'select count(*) from ledger.transfers')"

@@ -187,6 +187,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
             "initial_balance": initial_balance,
             "accounts": accounts,
             "single_source": args.single_source,
+            "wait_ms": wait.map(|w| [w.min.as_millis(), w.max.as_millis()]),
             "zipf": (scenario == ScenarioKind::Hot).then_some(args.zipf),
             "setup": opened,
             "summary": summary,
