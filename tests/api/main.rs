@@ -7,6 +7,7 @@ mod accounts;
 mod balances;
 mod concurrency;
 mod idempotency;
+mod journal;
 mod openapi;
 mod operations;
 mod protocol;

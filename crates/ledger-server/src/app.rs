@@ -22,7 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::ApiConfig;
 use crate::dto;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::handlers::{accounts, fallback, health, transfers, AppState};
+use crate::handlers::{accounts, fallback, health, journal, transfers, AppState};
 use crate::telemetry;
 
 /// The OpenAPI 3.1 document, served at `/openapi.json`.
@@ -51,12 +51,15 @@ use crate::telemetry;
         accounts::withdraw,
         transfers::create_transfer,
         transfers::get_transfer,
+        journal::digest,
+        journal::proof,
     ),
     components(schemas(Problem, ErrorCode, dto::Money, dto::AmountInput)),
     modifiers(&IdempotencyKeyHeaderSchema),
     tags(
         (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
         (name = "transfers", description = "Money moved between two customer accounts."),
+        (name = "journal", description = "The verifiable journal: a digest of every account's hash chain, and inclusion proofs."),
         (name = "operations", description = "Liveness and readiness probes."),
     ),
 )]
@@ -165,6 +168,16 @@ pub fn build_app(
             "/transfers/{id}",
             "GET",
             vec![web::get().to(transfers::get_transfer)],
+        ))
+        .service(route(
+            "/transfers/{id}/proof",
+            "GET",
+            vec![web::get().to(journal::proof)],
+        ))
+        .service(route(
+            "/journal/digest",
+            "GET",
+            vec![web::get().to(journal::digest)],
         ))
         // The UI's pages use relative links, so they need the trailing slash.
         .service(web::resource("/docs").route(web::get().to(|| async {

@@ -388,7 +388,6 @@ impl Ledger {
         id: TransferId,
         at: Option<DateTime<Utc>>,
     ) -> Result<InclusionProof, StoreError> {
-        let (at, leaves) = self.chain_heads(at).await?;
         let client = self.client().await?;
         let transfer = client
             .query_opt(
@@ -401,6 +400,7 @@ impl Ledger {
         let source: Uuid = transfer.try_get(0)?;
         let seq: i64 = transfer.try_get(1)?;
         let created_at: DateTime<Utc> = transfer.try_get(2)?;
+        let (at, leaves) = self.chain_heads(at).await?;
         if created_at >= at {
             return Err(DomainError::NotYetFinal {
                 at: at.to_rfc3339(),

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod health;
+pub mod journal;
 pub mod transfers;
 
 use std::sync::Arc;
