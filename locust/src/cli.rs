@@ -14,7 +14,7 @@ use goose::config::GooseConfiguration;
 use reqwest::Url;
 
 /// Most users one run may simulate.
-pub const MAX_USERS: usize = 5_000;
+pub const MAX_USERS: usize = 10_000;
 /// Longest run time (after every user has started).
 pub const MAX_RUN_TIME_SECS: u64 = 3_600;
 /// Run time when `--run-time` is not given: no run is open-ended.
@@ -442,7 +442,7 @@ mod tests {
     fn runs_beyond_the_caps_or_without_an_end_are_refused() {
         let local = "http://127.0.0.1:1";
         let cases: [(&[&str], &str); 5] = [
-            (&["--host", local, "--users", "5001"], "above the user cap"),
+            (&["--host", local, "--users", "10001"], "above the user cap"),
             (
                 &["--host", local, "--run-time", "2h"],
                 "above the run-time cap",
