@@ -35,7 +35,8 @@
 # core), KNEE_START (1000), KNEE_STEP (500), KNEE_MAX (4000), KNEE_SECS (60),
 # KNEE_RATE (50 users/s: each new user opens an account, and opens serialize
 # on the system account; at 100/s with thousands of users already running
-# they exhaust the service's pool during the ramp-up),
+# they exhaust the service's pool during the ramp-up), KNEE_WARMUP (15 s
+# after the ramp-up, left out of the figures while its backlog drains),
 # BENCH_KEEP_DBS=1 keeps the databases for inspection.
 set -euo pipefail
 
@@ -122,7 +123,7 @@ def sh(cmd):
 mem_kib = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")))
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
 psql = sh("command -v psql || ls /usr/lib/postgresql/*/bin/psql | tail -n1")
-settings = sh(f"{psql} '{sys.argv[2]}' -XAtc \"select string_agg(name || '=' || setting || coalesce(unit, ''), ', ' order by name) from pg_settings where name in ('max_connections','shared_buffers','synchronous_commit','fsync','wal_sync_method','commit_delay','work_mem','max_wal_size')\"")
+settings = sh(f"{psql} '{sys.argv[2]}' -XAtc \"select string_agg(name || '=' || current_setting(name), ', ' order by name) from pg_settings where name in ('max_connections','shared_buffers','synchronous_commit','fsync','wal_sync_method','commit_delay','work_mem','max_wal_size')\"")
 json.dump({
     "cores": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem_kib / 1048576, 1),
     "kernel": platform.release(), "load_before": os.getloadavg(),
@@ -226,7 +227,8 @@ else
   while (( users <= ${KNEE_MAX:-4000} )); do
     name="knee-$users"
     run_phase "$name" "ledger_bench_knee" "$POOL_SIZE" load_run "$name" \
-      --scenario classic --users "$users" --increase-rate "${KNEE_RATE:-50}" --run-time "${KNEE_SECS:-60}s" \
+      --scenario classic --users "$users" --increase-rate "${KNEE_RATE:-50}" \
+      --run-time "$(( ${KNEE_SECS:-60} + ${KNEE_WARMUP:-15} ))s" --warmup "${KNEE_WARMUP:-15}" \
       || ll_log "$users users: real errors or a failed check (see $OUT/$name.txt)"
     p99="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["all"]["p99_ms"])' "$OUT/$name.json" 2>/dev/null || echo 1e9)"
     ll_log "$users users: p99 $p99 ms"

@@ -162,7 +162,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
         .await
         .context("goose failed")?;
 
-    let summary = shared.recorder.summarize(bounds.run_time);
+    let summary = shared.recorder.summarize(bounds.run_time, bounds.warmup);
     print_summary(scenario, bounds.users, &summary);
     let report = match &ledger {
         Some(ledger) => {
@@ -182,6 +182,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
             "scenario": scenario.name(),
             "users": bounds.users,
             "run_time_s": bounds.run_time.as_secs(),
+            "warmup_s": bounds.warmup.as_secs(),
             "host": bounds.url.as_str(),
             "amount": args.amount,
             "initial_balance": initial_balance,

@@ -146,15 +146,16 @@ impl Recorder {
     }
 
     /// The figures of the run: the steady-state window is `run_time` from
-    /// the moment the last user started (goose's own run time), or the whole
-    /// run if that moment never came.
-    pub fn summarize(&self, run_time: Duration) -> Summary {
+    /// the moment the last user started (goose's own run time) less its first
+    /// `warmup`, or the whole run if that moment never came.
+    pub fn summarize(&self, run_time: Duration, warmup: Duration) -> Summary {
         let samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
         let end_us = micros(self.epoch.elapsed());
         let (window_start_us, window_end_us) = match self.steady_from.get() {
             Some(at) => {
                 let start = micros(at.saturating_duration_since(self.epoch));
-                (start, (start + micros(run_time)).min(end_us))
+                let end = (start + micros(run_time)).min(end_us);
+                ((start + micros(warmup)).min(end), end)
             }
             None => (0, end_us),
         };
@@ -410,7 +411,7 @@ mod tests {
         recorder.mark_steady();
         recorder.record(Kind::Transfer, Instant::now(), Outcome::Ok);
         recorder.record(Kind::Transfer, Instant::now(), Outcome::Error);
-        let summary = recorder.summarize(Duration::from_secs(60));
+        let summary = recorder.summarize(Duration::from_secs(60), Duration::ZERO);
         assert_eq!(summary.all.requests, 2, "the open was before the window");
         assert_eq!(summary.all.errors, 1);
         assert_eq!(summary.whole_run.requests, 3);
