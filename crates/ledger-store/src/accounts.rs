@@ -40,6 +40,12 @@ impl Ledger {
             _ => None,
         };
         let id = request.id.unwrap_or_else(AccountId::generate);
+        // Before taking this request's connection: creating the system account
+        // needs one of its own (see ensure_system_account).
+        let system = match initial {
+            Some(_) => Some(self.ensure_system_account(request.currency).await?),
+            None => None,
+        };
 
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -83,11 +89,11 @@ impl Ledger {
                 StoreError::from(err)
             }
         })?;
-        if let Some(amount) = initial {
-            self.ensure_system_account(&tx, request.currency).await?;
+        if let (Some(amount), Some(system)) = (initial, system) {
             self.apply(
                 &tx,
                 &Posting::Deposit { account: id },
+                (system, id),
                 amount.value(),
                 None,
                 TransferId::generate(),

@@ -110,10 +110,20 @@ impl Ledger {
         }
 
         let transfer_id = TransferId::generate();
+        // Resolve the system account before taking this request's connection:
+        // creating it needs a connection of its own (see ensure_system_account).
+        let (source, destination) = self.resolve(&posting).await?;
         let mut client = self.client().await?;
         let Some(key) = key else {
             let transfer = self
-                .apply(&client, &posting, amount, metadata.as_ref(), transfer_id)
+                .apply(
+                    &client,
+                    &posting,
+                    (source, destination),
+                    amount,
+                    metadata.as_ref(),
+                    transfer_id,
+                )
                 .await?;
             return Ok(Outcome {
                 value: transfer,
@@ -137,7 +147,14 @@ impl Ledger {
         match claimed {
             Claim::Claimed => {
                 let transfer = self
-                    .apply(&tx, &posting, amount, metadata.as_ref(), transfer_id)
+                    .apply(
+                        &tx,
+                        &posting,
+                        (source, destination),
+                        amount,
+                        metadata.as_ref(),
+                        transfer_id,
+                    )
                     .await?;
                 tx.commit().await?;
                 Ok(Outcome {
@@ -170,25 +187,11 @@ impl Ledger {
         &self,
         client: &impl GenericClient,
         posting: &Posting,
+        (source, destination): (AccountId, AccountId),
         amount: Decimal,
         metadata: Option<&Metadata>,
         transfer_id: TransferId,
     ) -> Result<Transfer, StoreError> {
-        let (source, destination) = match *posting {
-            Posting::Transfer {
-                source,
-                destination,
-            } => (source, destination),
-            Posting::Deposit { account } => {
-                let system = self.system_account_for(client, account).await?;
-                (system, account)
-            }
-            Posting::Withdrawal { account } => {
-                let system = self.system_account_for(client, account).await?;
-                (account, system)
-            }
-        };
-
         let head = client.prepare_cached(SOURCE_HEAD).await?;
         let destination_state = client.prepare_cached(DESTINATION_STATE).await?;
         let insert = client.prepare_cached(&insert_transfer_sql()).await?;
@@ -270,26 +273,39 @@ impl Ledger {
         Err(StoreError::Contention(source))
     }
 
-    /// The system account of `account`'s currency, created on first use.
-    async fn system_account_for(
-        &self,
-        client: &impl GenericClient,
-        account: AccountId,
-    ) -> Result<AccountId, StoreError> {
-        let statement = client.prepare_cached(ACCOUNT_CURRENCY).await?;
-        let row = client
-            .query_opt(&statement, &[&account.as_uuid()])
-            .await?
-            .ok_or(DomainError::AccountNotFound(account))?;
-        let currency = currency_of(row.try_get("currency_code")?)?;
-        self.ensure_system_account(client, currency).await
+    /// The posting's (source, destination), the system account of the
+    /// account's currency standing in for the outside world.
+    async fn resolve(&self, posting: &Posting) -> Result<(AccountId, AccountId), StoreError> {
+        let account = match *posting {
+            Posting::Transfer {
+                source,
+                destination,
+            } => return Ok((source, destination)),
+            Posting::Deposit { account } | Posting::Withdrawal { account } => account,
+        };
+        let currency = {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(ACCOUNT_CURRENCY).await?;
+            let row = client
+                .query_opt(&statement, &[&account.as_uuid()])
+                .await?
+                .ok_or(DomainError::AccountNotFound(account))?;
+            currency_of(row.try_get("currency_code")?)?
+        };
+        let system = self.ensure_system_account(currency).await?;
+        Ok(match posting {
+            Posting::Deposit { .. } => (system, account),
+            _ => (account, system),
+        })
     }
 
     /// Creates the system account of `currency` unless it exists. The answer
-    /// never changes once yes, so it is remembered per process.
+    /// never changes once yes, so it is remembered per process. It is created
+    /// on a pooled connection of its own, in autocommit, and remembered only
+    /// once that has committed: created inside the caller's transaction, it
+    /// would be remembered before other requests could see it.
     pub(crate) async fn ensure_system_account(
         &self,
-        client: &impl GenericClient,
         currency: Currency,
     ) -> Result<AccountId, StoreError> {
         let id = AccountId::system(currency);
@@ -300,6 +316,7 @@ impl Ledger {
         {
             return Ok(id);
         }
+        let client = self.client().await?;
         let statement = client
             .prepare_cached("select ledger.ensure_system_account($1)")
             .await?;
