@@ -74,17 +74,26 @@ create table ledger.accounts (
     -- range below 0x1000 is reserved for system accounts.
     is_system boolean not null default false,
     created_at timestamptz not null default clock_timestamp(),
-    -- Set when a close starts: from then on no transfer touches the account.
+    -- A close in progress (see ledger.close_state): closing_xid is the xid of
+    -- the transaction that will finish the close, closing_at when it started.
+    -- The mark is in effect only while that transaction runs (and for good
+    -- once it commits): a close that fails, times out or whose client goes
+    -- away ends its transaction, and the mark is dead at once, without
+    -- anyone having to clear it. Each attempt owns its mark.
     closing_at timestamptz,
-    -- Set when the close completed (the balance was zero once no transaction
-    -- that could still move money was in flight).
+    closing_xid xid8,
+    -- Set by the closing transaction itself, in the same commit that makes
+    -- the close take effect (the balance was zero once no transaction that
+    -- could still move money was in flight).
     closed_at timestamptz,
     metadata jsonb,
     constraint accounts_system_id_range
         check (is_system = (account_id < '00000000-0000-0000-0000-000000001000'::uuid)),
     constraint accounts_closed_after_closing
         check (closed_at is null or (closing_at is not null and closed_at >= closing_at)),
-    constraint accounts_system_never_closes check (not is_system or closing_at is null),
+    constraint accounts_system_never_closes
+        check (not is_system or (closing_at is null and closing_xid is null)),
+    constraint accounts_closing_marked_whole check ((closing_at is null) = (closing_xid is null)),
     constraint accounts_metadata_is_object
         check (metadata is null or jsonb_typeof(metadata) = 'object')
 );
@@ -92,6 +101,32 @@ create table ledger.accounts (
 -- One system account per currency, at most.
 create unique index accounts_one_system_per_currency
     on ledger.accounts (currency_code) where is_system;
+
+-- A closer waits for the transactions that may have read an account before
+-- its mark; other closers' own transactions are not among them (they insert
+-- no transfers) and are recognised by their mark.
+create index accounts_closing_xid_idx on ledger.accounts (closing_xid) where closing_xid is not null;
+
+-- Whether an account is 'open', 'closing' (a close attempt's transaction is
+-- still running: transfers are refused with a retryable error) or 'closed'.
+-- Derived from the attempt's transaction status rather than stored, so that
+-- no intermediate state can outlive the attempt: an aborted attempt (error,
+-- timeout, client gone, process killed) leaves the account open. A committed
+-- attempt counts as closed even to a reader whose snapshot predates its
+-- commit, which a transfer must not slip past. pg_xact_status is NULL only
+-- for transactions so old that every snapshot sees their outcome in the row.
+create function ledger.close_state(p_closed_at timestamptz, p_closing_xid xid8) returns text
+language sql stable as $$
+    select case
+        when p_closed_at is not null then 'closed'
+        when p_closing_xid is null then 'open'
+        else case pg_xact_status(p_closing_xid)
+            when 'in progress' then 'closing'
+            when 'committed' then 'closed'
+            else 'open'
+        end
+    end
+$$;
 
 -- The transfer log. One row per operation (opening balance, deposit,
 -- withdrawal, transfer), never changed once written.
@@ -438,14 +473,24 @@ begin
                 source_account.currency_code, destination_account.currency_code
             using errcode = 'check_violation', constraint = 'transfers_currency_match';
     end if;
-    if source_account.closing_at is not null then
-        raise exception 'source account % is closed', new.source_account_id
-            using errcode = 'check_violation', constraint = 'transfers_source_open';
-    end if;
-    if destination_account.closing_at is not null then
-        raise exception 'destination account % is closed', new.destination_account_id
-            using errcode = 'check_violation', constraint = 'transfers_destination_open';
-    end if;
+    case ledger.close_state(source_account.closed_at, source_account.closing_xid)
+        when 'closed' then
+            raise exception 'source account % is closed', new.source_account_id
+                using errcode = 'check_violation', constraint = 'transfers_source_open';
+        when 'closing' then
+            raise exception 'source account % is being closed', new.source_account_id
+                using errcode = 'check_violation', constraint = 'transfers_source_not_closing';
+        else null;
+    end case;
+    case ledger.close_state(destination_account.closed_at, destination_account.closing_xid)
+        when 'closed' then
+            raise exception 'destination account % is closed', new.destination_account_id
+                using errcode = 'check_violation', constraint = 'transfers_destination_open';
+        when 'closing' then
+            raise exception 'destination account % is being closed', new.destination_account_id
+                using errcode = 'check_violation', constraint = 'transfers_destination_not_closing';
+        else null;
+    end case;
 
     select minor_units into scale_allowed from ledger.currencies where currency_code = new.currency_code;
     if scale(trim_scale(new.amount)) > scale_allowed then
@@ -524,7 +569,8 @@ create trigger accounts_no_truncate
     for each statement execute function ledger.reject_change();
 
 -- An account's identity, currency, kind and metadata never change; only a
--- close may set closing_at (or clear it when the close fails) and closed_at.
+-- close may mark it (closing_at, closing_xid) and set closed_at, and a
+-- closed account never changes again.
 create function ledger.guard_account_update() returns trigger
 language plpgsql as $$
 begin
@@ -576,7 +622,7 @@ grant usage on schema ledger to ledger_app;
 grant select on all tables in schema ledger to ledger_app;
 grant insert on ledger.transfers, ledger.incoming_checkpoints, ledger.idempotency_keys,
     ledger.horizon_marks to ledger_app;
-grant insert, update (closing_at, closed_at) on ledger.accounts to ledger_app;
+grant insert, update (closing_at, closing_xid, closed_at) on ledger.accounts to ledger_app;
 grant delete on ledger.horizon_marks to ledger_app;
 
 -- Claims an idempotency key for a write, in the write's own transaction.

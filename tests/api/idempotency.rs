@@ -84,6 +84,39 @@ async fn a_replayed_account_opening_returns_the_same_account() {
 }
 
 #[tokio::test]
+async fn a_replayed_account_opening_returns_the_original_body_after_the_account_changed() {
+    let app = spawn_app().await;
+    let open = || {
+        app.send(
+            app.request(Method::POST, "/accounts")
+                .header("Idempotency-Key", "open-bob")
+                .json(&json!({ "initial_balance": "5" })),
+        )
+    };
+    let first = open().await;
+    first.expect_status(201);
+    let account = first.body["id"].as_str().expect("id").to_owned();
+    app.post(
+        &format!("/accounts/{account}/withdrawals"),
+        &json!({ "amount": "5" }),
+    )
+    .await
+    .expect_status(201);
+    app.send(app.request(Method::DELETE, &format!("/accounts/{account}")))
+        .await
+        .expect_status(200);
+
+    let replay = open().await;
+
+    replay.expect_status(201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        replay.body, first.body,
+        "the original response, not the account now"
+    );
+}
+
+#[tokio::test]
 async fn a_replayed_close_returns_the_closed_account() {
     let app = spawn_app().await;
     let account = app.funded_account("0").await;

@@ -161,6 +161,10 @@ async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
             "the system account as source",
         ),
         (
+            json!({ "source": source, "destination": USD_SYSTEM, "amount": "1" }),
+            "the system account as destination (a withdrawal under another name)",
+        ),
+        (
             json!({ "source": source, "destination": destination, "amount": "1", "metadata": 5 }),
             "metadata must be an object",
         ),

@@ -54,9 +54,14 @@ pub enum DomainError {
         /// The other currency involved.
         found: String,
     },
-    /// The account is closed (or being closed) and accepts no transfers.
+    /// The account is closed and accepts no transfers, for good.
     #[error("account {0} is closed")]
     AccountClosed(AccountId),
+    /// A close of the account is in progress: transfers are refused until it
+    /// completes (then the account is closed) or fails (then it is open).
+    /// Transient: retrying later is right.
+    #[error("account {0} is being closed; retry later")]
+    AccountClosing(AccountId),
     /// Closing requires a zero balance.
     #[error("account {0} has a non-zero balance")]
     AccountNotEmpty(AccountId),

@@ -42,8 +42,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 409: an account with this id exists already.
     AccountExists,
-    /// 409: the account is closed.
+    /// 409: the account is closed, for good.
     AccountClosed,
+    /// 409: a close of the account is in progress; retry after `Retry-After`
+    /// seconds (the account then is either closed or open again).
+    AccountClosing,
     /// 409: only an account with a zero balance can be closed.
     AccountNotEmpty,
     /// 409: a request with the same idempotency key is still in flight.
@@ -73,6 +76,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AccountExists
             | Self::AccountClosed
+            | Self::AccountClosing
             | Self::AccountNotEmpty
             | Self::IdempotencyInFlight => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,6 +100,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "Method not allowed",
             Self::AccountExists => "Account already exists",
             Self::AccountClosed => "Account closed",
+            Self::AccountClosing => "Account being closed",
             Self::AccountNotEmpty => "Account not empty",
             Self::IdempotencyInFlight => "A request with this idempotency key is in flight",
             Self::PayloadTooLarge => "Request body too large",
@@ -119,6 +124,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AccountExists => "account_exists",
             Self::AccountClosed => "account_closed",
+            Self::AccountClosing => "account_closing",
             Self::AccountNotEmpty => "account_not_empty",
             Self::IdempotencyInFlight => "idempotency_in_flight",
             Self::PayloadTooLarge => "payload_too_large",
@@ -233,7 +239,10 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
-        if self.code == ErrorCode::Unavailable {
+        if matches!(
+            self.code,
+            ErrorCode::Unavailable | ErrorCode::AccountClosing
+        ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
         if let Some(allow) = self.allow {
@@ -251,6 +260,7 @@ impl From<DomainError> for ApiError {
             DomainError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             DomainError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
             DomainError::AccountClosed(_) => ErrorCode::AccountClosed,
+            DomainError::AccountClosing(_) => ErrorCode::AccountClosing,
             DomainError::AccountNotEmpty(_) => ErrorCode::AccountNotEmpty,
             DomainError::AccountExists(_) => ErrorCode::AccountExists,
             DomainError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,

@@ -77,3 +77,53 @@ async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
     assert!(first.contains(&tampered.id.to_string()), "{report}");
     assert!(first.contains("seq 1"), "{report}");
 }
+
+#[tokio::test]
+async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_close() {
+    let database = TestDatabase::create().await.expect("database");
+    let ledger = database.ledger();
+    let usd = Currency::parse("USD").expect("USD");
+    let open = |balance: &str| NewAccount {
+        id: None,
+        currency: usd,
+        initial_balance: Some(Decimal::from_str(balance).expect("decimal")),
+        metadata: None,
+    };
+    let payer = ledger
+        .open_account(open("10.00"), None)
+        .await
+        .expect("open")
+        .value
+        .id;
+    let emptied = ledger
+        .open_account(open("0"), None)
+        .await
+        .expect("open")
+        .value
+        .id;
+    ledger.close_account(emptied, None).await.expect("close");
+    let (ok, report) = run_verify(&database);
+    assert!(ok, "{report}");
+
+    // What the close protocol prevents, written past every guard: a
+    // transfer into the closed account, dated after its close.
+    let client = database.connect().await.expect("connect");
+    client
+        .batch_execute(&format!(
+            "set session_replication_role = replica;
+             insert into ledger.transfers (source_account_id, source_seq, transfer_id,
+                 destination_account_id, currency_code, amount, source_outgoing_total,
+                 source_balance_after, destination_balance_after, source_is_system,
+                 created_at, row_hash)
+             values ('{payer}', 0, gen_random_uuid(), '{emptied}', 'USD', 1.00,
+                     1.00, 9.00, 1.00, false, clock_timestamp(), sha256('forged'));"
+        ))
+        .await
+        .expect("tamper as superuser");
+
+    let (ok, report) = run_verify(&database);
+    assert!(!ok, "verify must fail: {report}");
+    assert!(report.contains("closed_with_balance"), "{report}");
+    assert!(report.contains("transfer_after_close"), "{report}");
+    assert!(report.contains(&emptied.to_string()), "{report}");
+}

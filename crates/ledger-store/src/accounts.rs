@@ -40,6 +40,7 @@ impl Ledger {
             _ => None,
         };
         let id = request.id.unwrap_or_else(AccountId::generate);
+        let opening_deposit = initial.as_ref().map(|_| TransferId::generate());
         // Before taking this request's connection: creating the system account
         // needs one of its own (see ensure_system_account).
         let system = match initial {
@@ -54,15 +55,24 @@ impl Ledger {
                 key: key.clone(),
                 fingerprint: open_fingerprint(&request, initial.as_ref()),
             };
-            let claimed =
-                claim(&tx, &idempotency, "open_account", Some(id.as_uuid()), None).await?;
-            if let Claim::Replay { account_id, .. } = claimed {
+            let claimed = claim(
+                &tx,
+                &idempotency,
+                "open_account",
+                Some(id.as_uuid()),
+                opening_deposit.as_ref().map(TransferId::as_uuid),
+            )
+            .await?;
+            if let Claim::Replay {
+                account_id,
+                transfer_id,
+            } = claimed
+            {
                 let id = account_id.ok_or_else(|| {
                     StoreError::Internal(anyhow::anyhow!("idempotency key without an account"))
                 })?;
-                let account = fetch_account(&tx, AccountId::from(id)).await?;
                 return Ok(Outcome {
-                    value: account,
+                    value: account_as_opened(&tx, AccountId::from(id), transfer_id).await?,
                     replayed: true,
                 });
             }
@@ -96,7 +106,7 @@ impl Ledger {
                 (system, id),
                 amount.value(),
                 None,
-                TransferId::generate(),
+                opening_deposit.unwrap_or_else(TransferId::generate),
             )
             .await?;
         }
@@ -152,12 +162,26 @@ impl Ledger {
         Ok(Page { items, next_cursor })
     }
 
-    /// Closes an account whose balance is zero. Without taking locks, this
-    /// is three steps: mark the account as closing, so that every transfer
-    /// that starts from then on refuses it; wait until every transaction that
-    /// might have missed the mark has finished; then look at the balance,
-    /// which can no longer change, and either finish the close or undo the
-    /// mark.
+    /// Closes an account whose balance is zero. Without locks on the write
+    /// path, a close is a protocol between two transactions of its own:
+    ///
+    /// 1. the *closing* transaction starts and takes an xid, which it keeps
+    ///    open to the end;
+    /// 2. the *mark* (on a second connection, committed at once) records that
+    ///    xid on the account. Transfers read the account after taking their
+    ///    own xid, and refuse it while the closing transaction runs
+    ///    (`ledger.close_state`);
+    /// 3. wait until every transaction that could have read the account
+    ///    before the mark has ended: then its balance can no longer change;
+    /// 4. the closing transaction checks the balance and sets `closed_at`
+    ///    (zero), or rolls back (not zero).
+    ///
+    /// The mark is live only while its own closing transaction runs. Whatever
+    /// ends an attempt early (a refusal, an error, a timeout, the client going
+    /// away and this future being dropped, the process dying) ends that
+    /// transaction, and the account is open again at once: no state outlives
+    /// the attempt. Two attempts on one account cannot share a mark: the
+    /// second finds the first's live and answers `AccountClosing`.
     #[instrument(skip(self, key), fields(account.id = %id))]
     pub async fn close_account(
         &self,
@@ -168,17 +192,23 @@ impl Ledger {
             key: key.clone(),
             fingerprint: RequestFingerprint::of("close_account", &[&id.to_string()]),
         });
-        let client = self.client().await?;
+        // Each close holds two connections at once; a bound on concurrent
+        // closes keeps them from taking the whole pool (hold and wait).
+        let _slot = self
+            .close_slots
+            .acquire(self.config.acquire_timeout)
+            .await?;
+        let marker = self.client().await?;
 
         // A replay needs no new close; a reused key fails before any change.
         if let Some(idempotency) = &idempotency {
-            let statement = client
+            let statement = marker
                 .prepare_cached(
                     "select request_fingerprint, account_id from ledger.idempotency_keys \
                       where idempotency_key = $1",
                 )
                 .await?;
-            if let Some(row) = client
+            if let Some(row) = marker
                 .query_opt(&statement, &[&idempotency.key.as_str()])
                 .await?
             {
@@ -186,14 +216,16 @@ impl Ledger {
                 if fingerprint != idempotency.fingerprint.as_bytes() {
                     return Err(DomainError::IdempotencyKeyReused.into());
                 }
+                // A closed account never changes again: this is the original
+                // response.
                 return Ok(Outcome {
-                    value: fetch_account(&client, id).await?,
+                    value: fetch_account(&marker, id).await?,
                     replayed: true,
                 });
             }
         }
 
-        let account = fetch_account(&client, id).await?;
+        let account = fetch_account(&marker, id).await?;
         if account.kind == AccountKind::System {
             return Err(DomainError::SystemAccount(id).into());
         }
@@ -204,76 +236,136 @@ impl Ledger {
             return Err(DomainError::AccountNotEmpty(id).into());
         }
 
-        // Step 1: mark. From the commit on, transfers see the mark (their
-        // trigger reads the account after taking its xid).
-        let mark = client
+        // Step 1: the closing transaction, with its xid.
+        let mut closer = self.client().await?;
+        let closing = closer.transaction().await?;
+        let closing_xid: i64 = closing
+            .query_one("select pg_current_xact_id()::text::bigint", &[])
+            .await?
+            .try_get(0)?;
+
+        // Step 2: the mark, unless another attempt's is live.
+        let mark = marker
             .prepare_cached(
-                "update ledger.accounts set closing_at = coalesce(closing_at, clock_timestamp()) \
-                  where account_id = $1 and closed_at is null",
+                "update ledger.accounts \
+                    set closing_at = clock_timestamp(), closing_xid = $2::bigint::text::xid8 \
+                  where account_id = $1 and ledger.close_state(closed_at, closing_xid) = 'open'",
             )
             .await?;
-        if client.execute(&mark, &[&id.as_uuid()]).await? == 0 {
-            return Err(DomainError::AccountClosed(id).into());
+        if marker
+            .execute(&mark, &[&id.as_uuid(), &closing_xid])
+            .await?
+            == 0
+        {
+            let state = marker
+                .query_one(
+                    "select ledger.close_state(closed_at, closing_xid) from ledger.accounts \
+                      where account_id = $1",
+                    &[&id.as_uuid()],
+                )
+                .await?;
+            return Err(match state.try_get::<_, &str>(0)? {
+                "closed" => DomainError::AccountClosed(id),
+                _ => DomainError::AccountClosing(id),
+            }
+            .into());
         }
 
-        // Step 2: an xid taken now is later than that of every transaction
-        // that could have read the account before the mark; wait until all
-        // of them have finished.
-        if let Err(err) = self.wait_for_transactions_before_now(&client).await {
-            self.undo_closing(&client, id).await?;
-            return Err(err);
-        }
+        // Step 3. On any error below, `closing` is dropped and rolls back.
+        self.wait_for_transactions_that_missed_the_mark(&marker, closing_xid)
+            .await?;
 
-        // Step 3: the balance is now final.
-        let mut client = client;
-        let tx = client.transaction().await?;
-        let balance_statement = tx.prepare_cached("select ledger.balance($1)").await?;
-        let balance: Decimal = tx
+        // Step 4: the balance is now final.
+        let balance_statement = closing.prepare_cached("select ledger.balance($1)").await?;
+        let balance: Decimal = closing
             .query_one(&balance_statement, &[&id.as_uuid()])
             .await?
             .try_get(0)?;
         if !balance.is_zero() {
-            tx.rollback().await?;
-            self.undo_closing(&client, id).await?;
+            closing.rollback().await?;
             return Err(DomainError::AccountNotEmpty(id).into());
         }
         if let Some(idempotency) = &idempotency {
-            if let Claim::Replay { .. } =
-                claim(&tx, idempotency, "close_account", Some(id.as_uuid()), None).await?
+            // The key was free when this attempt started; a concurrent request
+            // with the same key for this account could not have closed it
+            // meanwhile (this attempt's mark refuses theirs), so a claim that
+            // is not ours is a conflict or still in flight, both errors.
+            if let Claim::Replay { .. } = claim(
+                &closing,
+                idempotency,
+                "close_account",
+                Some(id.as_uuid()),
+                None,
+            )
+            .await?
             {
-                // A concurrent request with the same key closed it first.
+                return Err(StoreError::IdempotencyInFlight);
             }
         }
-        let finish = tx
+        let finish = closing
             .prepare_cached(
                 "update ledger.accounts set closed_at = clock_timestamp() \
-                  where account_id = $1 and closed_at is null and closing_at is not null",
+                  where account_id = $1 and closed_at is null \
+                    and closing_xid = pg_current_xact_id()",
             )
             .await?;
-        tx.execute(&finish, &[&id.as_uuid()]).await?;
-        let account = fetch_account(&tx, id).await?;
-        tx.commit().await?;
+        if closing.execute(&finish, &[&id.as_uuid()]).await? != 1 {
+            // Nothing else may touch a live mark: this is a bug, and the close
+            // must not answer as if it had happened.
+            return Err(StoreError::Internal(anyhow::anyhow!(
+                "the close of {id} lost its own mark"
+            )));
+        }
+        let account = fetch_account(&closing, id).await?;
+        closing.commit().await?;
         Ok(Outcome {
             value: account,
             replayed: false,
         })
     }
 
-    async fn wait_for_transactions_before_now(
+    /// Waits until every transaction that may have read the account before
+    /// the mark committed has ended. A transfer takes its xid before reading
+    /// the account, so one that missed the mark has an xid below one taken
+    /// now, after the mark: wait until no xid below that one is running.
+    /// Left out: transactions in other databases of the cluster (they cannot
+    /// write this ledger; `backend_xid` and `datid` are visible to every
+    /// role), other closes' own transactions (they insert no transfers, and
+    /// two closes waiting for each other would wait for ever), and this
+    /// close's own.
+    ///
+    /// Both are judged by snapshots, not by `pg_xact_status`: a transaction
+    /// is marked committed in the commit log a moment before new snapshots
+    /// see it, and a balance read in that moment would miss its transfer.
+    /// And a snapshot lists only running xids below its `xmax`, which is
+    /// past the fresh xid once that one has ended.
+    async fn wait_for_transactions_that_missed_the_mark(
         &self,
         client: &impl GenericClient,
+        closing_xid: i64,
     ) -> Result<(), StoreError> {
-        let now_xid: i64 = client
+        let after_mark: i64 = client
             .query_one("select pg_current_xact_id()::text::bigint", &[])
             .await?
             .try_get(0)?;
-        let xmin = client
-            .prepare_cached("select pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        let still_running = client
+            .prepare_cached(
+                "select count(*) from pg_snapshot_xip(pg_current_snapshot()) x \
+                  where x < $1::bigint::text::xid8 and x <> $2::bigint::text::xid8 \
+                    and not exists (select 1 from ledger.accounts a where a.closing_xid = x) \
+                    and exists (select 1 from pg_stat_activity s \
+                                 where s.backend_xid = x::xid \
+                                   and s.datid = (select oid from pg_database \
+                                                   where datname = current_database()))",
+            )
             .await?;
         let deadline = Instant::now() + self.config.close_wait;
         loop {
-            let oldest_running: i64 = client.query_one(&xmin, &[]).await?.try_get(0)?;
-            if oldest_running > now_xid {
+            let running: i64 = client
+                .query_one(&still_running, &[&after_mark, &closing_xid])
+                .await?
+                .try_get(0)?;
+            if running == 0 {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -281,24 +373,30 @@ impl Ledger {
                     "a long-running transaction kept the close from completing".into(),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
 
-    async fn undo_closing(
-        &self,
-        client: &impl GenericClient,
-        id: AccountId,
-    ) -> Result<(), StoreError> {
-        client
-            .execute(
-                "update ledger.accounts set closing_at = null \
-                  where account_id = $1 and closed_at is null",
-                &[&id.as_uuid()],
-            )
-            .await?;
-        Ok(())
-    }
+/// The account as its opening answered: open, holding its opening deposit
+/// (or nothing). Everything else about an account is immutable, so this is
+/// the original response of the opening, whatever happened since.
+async fn account_as_opened(
+    client: &impl GenericClient,
+    id: AccountId,
+    opening_deposit: Option<uuid::Uuid>,
+) -> Result<Account, StoreError> {
+    let mut account = fetch_account(client, id).await?;
+    account.balance = match opening_deposit {
+        Some(transfer) => {
+            crate::transfers::fetch_transfer(client, TransferId::from(transfer))
+                .await?
+                .amount
+        }
+        None => Decimal::ZERO,
+    };
+    account.closed_at = None;
+    Ok(account)
 }
 
 pub(crate) async fn fetch_account(

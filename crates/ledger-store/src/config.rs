@@ -23,6 +23,11 @@ pub struct StoreConfig {
     pub max_sequence_retries: u32,
     /// Longest a close waits for in-flight transactions to finish.
     pub close_wait: Duration,
+    /// Most journal digests and proofs computed at once; each holds one
+    /// connection while it runs.
+    pub journal_concurrency: usize,
+    /// How long a digest or proof waits for its turn before giving up.
+    pub journal_wait: Duration,
 }
 
 impl StoreConfig {
@@ -36,6 +41,8 @@ impl StoreConfig {
             statement_timeout: Duration::from_secs(5),
             max_sequence_retries: 1_000,
             close_wait: Duration::from_secs(10),
+            journal_concurrency: 2,
+            journal_wait: Duration::from_secs(30),
         }
     }
 }

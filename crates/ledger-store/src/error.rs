@@ -94,6 +94,8 @@ pub(crate) fn constraint_violation(
         }
         "transfers_source_open" => DomainError::AccountClosed(context.source),
         "transfers_destination_open" => DomainError::AccountClosed(context.destination),
+        "transfers_source_not_closing" => DomainError::AccountClosing(context.source),
+        "transfers_destination_not_closing" => DomainError::AccountClosing(context.destination),
         "transfers_currency_match" => DomainError::CurrencyMismatch {
             expected: context.currency.to_owned(),
             found: "another currency".to_owned(),

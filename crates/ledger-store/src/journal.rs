@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use futures::{pin_mut, TryStreamExt};
 use ledger_domain::journal::{
     audit_path, leaf_hash, merkle_root, root_from_path, to_hex, Hash, TransferEncoding, GENESIS,
@@ -171,7 +172,8 @@ impl Ledger {
     /// Recomputes every chain and every invariant from the log alone: gap-free
     /// sequences, running totals, row hashes, time order, amounts, currency
     /// agreement, per-currency sums of zero, no negative customer balance,
-    /// and each derived balance equal to a plain recomputation.
+    /// each derived balance equal to a plain recomputation, and every closed
+    /// account empty with no transfer after its close.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut client = self.client().await?;
         // One snapshot for the whole check, so that concurrent writes cannot
@@ -183,14 +185,22 @@ impl Ledger {
             .start()
             .await?;
 
-        let accounts: HashMap<Uuid, (String, bool)> = tx
+        // (currency, is system, closed_at in µs since the epoch).
+        let accounts: HashMap<Uuid, (String, bool, Option<i64>)> = tx
             .query(
-                "select account_id, currency_code, is_system from ledger.accounts",
+                "select account_id, currency_code, is_system, \
+                        (extract(epoch from closed_at) * 1000000)::bigint \
+                   from ledger.accounts",
                 &[],
             )
             .await?
             .iter()
-            .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?))))
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
+                ))
+            })
             .collect::<Result<_, StoreError>>()?;
 
         let mut report = VerifyReport {
@@ -205,6 +215,8 @@ impl Ledger {
             }
         };
         let mut balances: HashMap<Uuid, Decimal> = HashMap::new();
+        // The latest transfer touching each account, in µs.
+        let mut last_moved: HashMap<Uuid, i64> = HashMap::new();
 
         let statement = tx
             .prepare(&format!(
@@ -268,8 +280,8 @@ impl Ledger {
             }
             for account in [row.source, row.destination] {
                 match accounts.get(&account) {
-                    Some((currency, _)) if *currency == row.currency => {}
-                    Some((currency, _)) => violation(
+                    Some((currency, _, _)) if *currency == row.currency => {}
+                    Some((currency, _, _)) => violation(
                         "currency_mismatch",
                         format!(
                             "{} transfer touches {currency} account {account}",
@@ -295,6 +307,10 @@ impl Ledger {
             }
             *balances.entry(row.source).or_default() -= row.amount;
             *balances.entry(row.destination).or_default() += row.amount;
+            for account in [row.source, row.destination] {
+                let latest = last_moved.entry(account).or_insert(i64::MIN);
+                *latest = (*latest).max(row.created_at_micros);
+            }
             // Chain on from the stored hash, so one tampered row is reported
             // once rather than as every row after it.
             let stored: Hash = row.row_hash.as_slice().try_into().unwrap_or(hash);
@@ -320,7 +336,7 @@ impl Ledger {
         let mut ids: Vec<&Uuid> = accounts.keys().collect();
         ids.sort();
         for id in ids {
-            let (currency, is_system) = &accounts[id];
+            let (currency, is_system, closed_at) = &accounts[id];
             let recomputed = balances.get(id).copied().unwrap_or_default();
             report.accounts_checked += 1;
             *sums.entry(currency).or_default() += recomputed;
@@ -335,6 +351,32 @@ impl Ledger {
                         detail: format!("balance {recomputed}"),
                     },
                 );
+            }
+            if let Some(closed_at) = closed_at {
+                if !recomputed.is_zero() {
+                    flag(
+                        &mut report,
+                        Violation {
+                            rule: "closed_with_balance",
+                            row: None,
+                            subject: subject.clone(),
+                            detail: format!("closed account holds {recomputed}"),
+                        },
+                    );
+                }
+                if let Some(moved) = last_moved.get(id).filter(|moved| **moved > *closed_at) {
+                    flag(
+                        &mut report,
+                        Violation {
+                            rule: "transfer_after_close",
+                            row: None,
+                            subject: subject.clone(),
+                            detail: format!(
+                                "a transfer at {moved} µs is later than the close at {closed_at} µs"
+                            ),
+                        },
+                    );
+                }
             }
             let view = derived.get(id).copied().unwrap_or_default();
             if view != recomputed {
@@ -371,7 +413,9 @@ impl Ledger {
     /// The digest of all chains as of `at` (default: the final horizon).
     /// `at` must be final, so that the digest for a given time never changes.
     pub async fn digest(&self, at: Option<DateTime<Utc>>) -> Result<Digest, StoreError> {
-        let (at, leaves) = self.chain_heads(at).await?;
+        let _turn = self.journal_slots.acquire(self.config.journal_wait).await?;
+        let client = self.client().await?;
+        let (at, leaves) = chain_heads(&client, at).await?;
         Ok(Digest {
             at,
             root: to_hex(&merkle_root(
@@ -388,6 +432,9 @@ impl Ledger {
         id: TransferId,
         at: Option<DateTime<Utc>>,
     ) -> Result<InclusionProof, StoreError> {
+        // One connection for the whole proof, taken in turn with other
+        // journal work: never two at once (hold and wait on the pool).
+        let _turn = self.journal_slots.acquire(self.config.journal_wait).await?;
         let client = self.client().await?;
         let transfer = client
             .query_opt(
@@ -400,7 +447,7 @@ impl Ledger {
         let source: Uuid = transfer.try_get(0)?;
         let seq: i64 = transfer.try_get(1)?;
         let created_at: DateTime<Utc> = transfer.try_get(2)?;
-        let (at, leaves) = self.chain_heads(at).await?;
+        let (at, leaves) = chain_heads(&client, at).await?;
         if created_at >= at {
             return Err(DomainError::NotYetFinal {
                 at: at.to_rfc3339(),
@@ -455,53 +502,52 @@ impl Ledger {
             audit_path: audit_path(&hashes, leaf_index).iter().map(to_hex).collect(),
         })
     }
+}
 
-    /// One Merkle leaf per source account: its latest row before `at`.
-    async fn chain_heads(
-        &self,
-        at: Option<DateTime<Utc>>,
-    ) -> Result<(DateTime<Utc>, Vec<(Uuid, Hash)>), StoreError> {
-        let client = self.client().await?;
-        let horizon: Option<DateTime<Utc>> = client
-            .query_one("select ledger.final_horizon()", &[])
-            .await?
-            .try_get(0)
-            .ok();
-        let at = match (at, horizon) {
-            (Some(at), Some(horizon)) if at <= horizon => at,
-            (None, Some(horizon)) => horizon,
-            (at, horizon) => {
-                return Err(DomainError::NotYetFinal {
-                    at: at.map_or_else(|| "now".into(), |at| at.to_rfc3339()),
-                    horizon: horizon.map_or_else(|| "-infinity".into(), |h| h.to_rfc3339()),
-                }
-                .into())
+/// One Merkle leaf per source account: its latest row before `at`.
+async fn chain_heads(
+    client: &impl GenericClient,
+    at: Option<DateTime<Utc>>,
+) -> Result<(DateTime<Utc>, Vec<(Uuid, Hash)>), StoreError> {
+    let horizon: Option<DateTime<Utc>> = client
+        .query_one("select ledger.final_horizon()", &[])
+        .await?
+        .try_get(0)
+        .ok();
+    let at = match (at, horizon) {
+        (Some(at), Some(horizon)) if at <= horizon => at,
+        (None, Some(horizon)) => horizon,
+        (at, horizon) => {
+            return Err(DomainError::NotYetFinal {
+                at: at.map_or_else(|| "now".into(), |at| at.to_rfc3339()),
+                horizon: horizon.map_or_else(|| "-infinity".into(), |h| h.to_rfc3339()),
             }
-        };
-        let rows = client
-            .query(
-                "select a.account_id, h.source_seq, h.row_hash
+            .into())
+        }
+    };
+    let rows = client
+        .query(
+            "select a.account_id, h.source_seq, h.row_hash
                    from ledger.accounts a
                    cross join lateral (
                          select t.source_seq, t.row_hash from ledger.transfers t
                           where t.source_account_id = a.account_id and t.created_at < $1
                           order by t.created_at desc limit 1) h
                   order by a.account_id",
-                &[&at],
-            )
-            .await?;
-        let mut leaves = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let account: Uuid = row.try_get(0)?;
-            let seq: i64 = row.try_get(1)?;
-            let hash: Vec<u8> = row.try_get(2)?;
-            let hash: Hash = hash.as_slice().try_into().map_err(|_| {
-                StoreError::Internal(anyhow::anyhow!("row hash of {account} is not 32 bytes"))
-            })?;
-            leaves.push((account, leaf_hash(&account, seq, &hash)));
-        }
-        Ok((at, leaves))
+            &[&at],
+        )
+        .await?;
+    let mut leaves = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let account: Uuid = row.try_get(0)?;
+        let seq: i64 = row.try_get(1)?;
+        let hash: Vec<u8> = row.try_get(2)?;
+        let hash: Hash = hash.as_slice().try_into().map_err(|_| {
+            StoreError::Internal(anyhow::anyhow!("row hash of {account} is not 32 bytes"))
+        })?;
+        leaves.push((account, leaf_hash(&account, seq, &hash)));
     }
+    Ok((at, leaves))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -18,6 +18,7 @@ mod idempotency;
 mod journal;
 mod migrate;
 mod records;
+mod slots;
 mod transfers;
 
 use std::collections::HashSet;
@@ -25,6 +26,8 @@ use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::Pool;
 use ledger_domain::AccountId;
+
+use crate::slots::Slots;
 
 pub use accounts::MAX_PAGE_SIZE;
 pub use config::StoreConfig;
@@ -48,6 +51,12 @@ pub struct Ledger {
     config: Arc<StoreConfig>,
     /// System accounts known to exist (they are never deleted).
     known_system_accounts: Arc<RwLock<HashSet<AccountId>>>,
+    /// Closes in flight; each holds two connections (see `close_account`).
+    close_slots: Slots,
+    /// Digests and proofs in flight: they read every chain head, so without
+    /// a bound of their own a burst of them would take the whole pool and
+    /// stall every other request.
+    journal_slots: Slots,
 }
 
 impl Ledger {
@@ -56,6 +65,8 @@ impl Ledger {
         let pool = config::build_pool(&config)?;
         Ok(Self {
             pool,
+            close_slots: Slots::new((config.pool_size / 4).max(1)),
+            journal_slots: Slots::new(config.journal_concurrency.max(1)),
             config: Arc::new(config),
             known_system_accounts: Arc::default(),
         })

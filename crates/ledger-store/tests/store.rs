@@ -7,6 +7,7 @@ mod store {
     mod accounts;
     mod append_only;
     mod as_of;
+    mod closing;
     mod concurrency;
     mod errors;
     mod history;

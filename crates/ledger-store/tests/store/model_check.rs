@@ -58,6 +58,7 @@ async fn interleaved_operations_equal_a_replay_of_the_log() {
                         DomainError::InsufficientFunds { .. }
                         | DomainError::SameAccount
                         | DomainError::AccountClosed(_)
+                        | DomainError::AccountClosing(_)
                         | DomainError::AccountNotEmpty(_),
                     )) => {}
                     Err(other) => panic!("unexpected error: {other}"),
