@@ -65,6 +65,9 @@ pub enum ScenarioKind {
     /// Balances as of random past times (weight 3) mixed with transfers
     /// (weight 1) over a pre-opened pool.
     Asof,
+    /// Inclusion proofs of transfers (weight 4) while the same users read
+    /// accounts (weight 1): whether journal work starves other requests.
+    Journal,
 }
 
 impl ScenarioKind {
@@ -75,6 +78,7 @@ impl ScenarioKind {
             Self::Hot => "hot",
             Self::Throughput => "throughput",
             Self::Asof => "asof",
+            Self::Journal => "journal",
         }
     }
 
@@ -82,7 +86,7 @@ impl ScenarioKind {
     pub fn default_users(self) -> usize {
         match self {
             Self::Classic => 100,
-            Self::Hot | Self::Throughput => 64,
+            Self::Hot | Self::Throughput | Self::Journal => 64,
             Self::Asof => 32,
         }
     }
@@ -93,7 +97,7 @@ impl ScenarioKind {
             Self::Classic => 0,
             Self::Hot => 8,
             Self::Throughput => 10_000,
-            Self::Asof => 200,
+            Self::Asof | Self::Journal => 200,
         }
     }
 
@@ -122,6 +126,8 @@ impl ScenarioKind {
     pub fn expected_codes(self) -> &'static [&'static str] {
         match self {
             Self::Hot => &["insufficient_funds"],
+            // A proof of a transfer younger than the final horizon.
+            Self::Journal => &["validation_failed"],
             _ => &[],
         }
     }

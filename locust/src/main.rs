@@ -89,7 +89,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
         // currency's system account (see setup::open_accounts).
         ScenarioKind::Classic => vec![None],
         ScenarioKind::Throughput => (0..accounts).map(|i| Some(pool_account_id(i))).collect(),
-        ScenarioKind::Hot | ScenarioKind::Asof => vec![None; accounts],
+        ScenarioKind::Hot | ScenarioKind::Asof | ScenarioKind::Journal => vec![None; accounts],
     };
     let opened = if ids.is_empty() {
         None

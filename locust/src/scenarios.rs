@@ -57,6 +57,22 @@ pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario,
                     .set_weight(1)?
                     .set_name("transfer within the pool"),
             ),
+        ScenarioKind::Journal => scenario
+            .register_transaction(
+                transaction!(start_with_a_transfer)
+                    .set_on_start()
+                    .set_name("start with a transfer"),
+            )
+            .register_transaction(
+                transaction!(proof_of_own_transfer)
+                    .set_weight(4)?
+                    .set_name("proof of own transfer"),
+            )
+            .register_transaction(
+                transaction!(read_an_account)
+                    .set_weight(1)?
+                    .set_name("read an account"),
+            ),
     };
     Ok(scenario)
 }
@@ -179,6 +195,79 @@ async fn balance_at_past_time(user: &mut GooseUser) -> TransactionResult {
         GooseMethod::Get,
         &path,
         "/accounts/{id}/balance?at=",
+        None,
+    )
+    .await
+    .map(drop)
+}
+
+/// The transfer a journal user asks proofs of, kept in its session.
+#[derive(Clone)]
+struct OwnTransfer(Uuid);
+
+/// Journal, on start: one transfer within the pool, to prove later.
+async fn start_with_a_transfer(user: &mut GooseUser) -> TransactionResult {
+    shared_state().user_started();
+    let Some((source, destination)) = shared_state().pick_pair() else {
+        return Ok(());
+    };
+    let body = json!({
+        "source": source,
+        "destination": destination,
+        "amount": shared_state().amount,
+    });
+    let value = call(
+        user,
+        Kind::Transfer,
+        GooseMethod::Post,
+        "/transfers",
+        "/transfers",
+        Some(&body),
+    )
+    .await?;
+    shared_state().recorder.created_row();
+    if let Some(id) = value
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse().ok())
+    {
+        user.set_session_data(OwnTransfer(id));
+    }
+    Ok(())
+}
+
+/// Journal, weight 4: the inclusion proof of the user's transfer (422
+/// `validation_failed` until the final horizon has passed it).
+async fn proof_of_own_transfer(user: &mut GooseUser) -> TransactionResult {
+    let Some(OwnTransfer(id)) = user.get_session_data::<OwnTransfer>().cloned() else {
+        return start_with_a_transfer(user).await;
+    };
+    let path = format!("/transfers/{id}/proof");
+    call(
+        user,
+        Kind::Proof,
+        GooseMethod::Get,
+        &path,
+        "/transfers/{id}/proof",
+        None,
+    )
+    .await
+    .map(drop)
+}
+
+/// Journal, weight 1: an account of the pool, the probe of how other
+/// requests fare while proofs are computed.
+async fn read_an_account(user: &mut GooseUser) -> TransactionResult {
+    let Some(account) = shared_state().random_account_except(None) else {
+        return Ok(());
+    };
+    let path = format!("/accounts/{account}");
+    call(
+        user,
+        Kind::Account,
+        GooseMethod::Get,
+        &path,
+        "/accounts/{id}",
         None,
     )
     .await

@@ -24,10 +24,21 @@ pub enum Kind {
     Balance,
     /// `GET /accounts/{id}/balance?at=…`.
     BalanceAt,
+    /// `GET /transfers/{id}/proof`.
+    Proof,
+    /// `GET /accounts/{id}`.
+    Account,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Open, Kind::Transfer, Kind::Balance, Kind::BalanceAt];
+    const ALL: [Kind; 6] = [
+        Kind::Open,
+        Kind::Transfer,
+        Kind::Balance,
+        Kind::BalanceAt,
+        Kind::Proof,
+        Kind::Account,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -35,6 +46,8 @@ impl Kind {
             Kind::Transfer => "transfer",
             Kind::Balance => "balance",
             Kind::BalanceAt => "balance_at",
+            Kind::Proof => "proof",
+            Kind::Account => "account",
         }
     }
 }

@@ -40,18 +40,19 @@ pub struct TransferEncoding<'a> {
     pub source_outgoing_total: &'a str,
     /// The source's balance after the transfer.
     pub source_balance_after: &'a str,
-    /// The destination's balance after the transfer.
-    pub destination_balance_after: &'a str,
     /// jsonb text of the metadata, empty when there is none.
     pub metadata: &'a str,
 }
 
 impl TransferEncoding<'_> {
-    /// The canonical string: fields joined by `|`, metadata last so that a
-    /// `|` inside it cannot shift another field.
+    /// The canonical string (version 2): fields joined by `|`, metadata last
+    /// so that a `|` inside it cannot shift another field. Version 1 carried
+    /// the destination's balance after `source_balance_after`; proofs issued
+    /// with it still verify, since an auditor hashes the encodings a proof
+    /// carries as they are.
     pub fn encode(&self) -> String {
         format!(
-            "ledger-transfer-v1|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            "ledger-transfer-v2|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
             self.transfer_id,
             self.source,
             self.source_seq,
@@ -61,7 +62,6 @@ impl TransferEncoding<'_> {
             self.created_at_micros,
             self.source_outgoing_total,
             self.source_balance_after,
-            self.destination_balance_after,
             self.metadata
         )
     }
@@ -221,12 +221,11 @@ mod tests {
             created_at_micros: 42,
             source_outgoing_total: "4.00",
             source_balance_after: "6.00",
-            destination_balance_after: "1.00",
             metadata: r#"{"a": "x|y"}"#,
         };
         assert_eq!(
             encoding.encode(),
-            r#"ledger-transfer-v1|t|s|3|d|USD|1.00|42|4.00|6.00|1.00|{"a": "x|y"}"#
+            r#"ledger-transfer-v2|t|s|3|d|USD|1.00|42|4.00|6.00|{"a": "x|y"}"#
         );
     }
 }

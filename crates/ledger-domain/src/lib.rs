@@ -21,7 +21,10 @@ pub use error::DomainError;
 pub use idempotency::{IdempotencyKey, RequestFingerprint};
 pub use ids::{AccountId, TransferId};
 pub use metadata::Metadata;
-pub use transfer::{check_funds, AccountKind, TransferRequest};
+pub use transfer::{
+    check_amount, check_request, decide, AccountKind, AccountState, Decision, DestinationState,
+    Operation, SourceHead,
+};
 
 /// Exact decimal number used for every amount and balance. Never a float.
 pub use rust_decimal::Decimal;

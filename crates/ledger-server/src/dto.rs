@@ -435,10 +435,9 @@ pub struct TransferDto {
     /// The client's metadata, or null.
     #[schema(value_type = Option<Object>, required = true)]
     pub metadata: Option<Value>,
-    /// The source's balance right after this transfer.
+    /// The source's balance right after this transfer: the figure its
+    /// overdraft check used.
     pub source_balance_after: Money,
-    /// The destination's balance right after this transfer.
-    pub destination_balance_after: Money,
 }
 
 impl From<Transfer> for TransferDto {
@@ -453,10 +452,6 @@ impl From<Transfer> for TransferDto {
             created_at: transfer.created_at,
             metadata: transfer.metadata,
             source_balance_after: Money::scaled(transfer.source_balance_after, transfer.currency),
-            destination_balance_after: Money::scaled(
-                transfer.destination_balance_after,
-                transfer.currency,
-            ),
         }
     }
 }
@@ -511,7 +506,9 @@ pub struct HistoryEntryDto {
     pub transfer: TransferDto,
     /// In or out of this account.
     pub direction: DirectionDto,
-    /// This account's balance right after the transfer.
+    /// This account's balance right after the transfer, derived from the
+    /// log in the history's order (`created_at`, then transfer id): the
+    /// running balance of a statement.
     pub balance_after: Money,
 }
 

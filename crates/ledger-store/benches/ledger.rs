@@ -269,37 +269,35 @@ async fn load_fixture(database: &TestDatabase, size: i64) -> anyhow::Result<()> 
             -- Opening deposits of 1,000,000,000.00 each.
             insert into ledger.transfers (source_account_id, source_seq, transfer_id,
                 destination_account_id, currency_code, amount, source_outgoing_total,
-                source_balance_after, destination_balance_after, source_is_system, created_at, row_hash)
+                source_balance_after, source_is_system, created_at, row_hash)
             select '00000000-0000-0000-0000-000000000840', k,
                    ('e0000000-0000-4000-8000-' || lpad(to_hex(k), 12, '0'))::uuid,
                    ('10000000-0000-0000-0000-' || lpad(k::text, 12, '0'))::uuid, 'USD',
-                   1000000000.00, (k + 1) * 1000000000.00, -(k + 1) * 1000000000.00,
-                   1000000000.00, true,
+                   1000000000.00, (k + 1) * 1000000000.00, -(k + 1) * 1000000000.00, true,
                    (select base from fixture) - interval '1 minute' + k * interval '1 ms',
                    {ZERO_HASH}
               from generate_series(0, {ACCOUNTS} - 1) k;
             insert into ledger.transfers (source_account_id, source_seq, transfer_id,
                 destination_account_id, currency_code, amount, source_outgoing_total,
-                source_balance_after, destination_balance_after, source_is_system, created_at, row_hash)
+                source_balance_after, source_is_system, created_at, row_hash)
             select '00000000-0000-0000-0000-000000000840', {ACCOUNTS} + k,
                    ('e1000000-0000-4000-8000-' || lpad(to_hex(k), 12, '0'))::uuid,
                    ('20000000-0000-0000-0000-' || lpad(k::text, 12, '0'))::uuid, 'USD',
                    1000000000.00, ({ACCOUNTS} + k + 1) * 1000000000.00,
-                   -({ACCOUNTS} + k + 1) * 1000000000.00, 1000000000.00, true,
+                   -({ACCOUNTS} + k + 1) * 1000000000.00, true,
                    (select base from fixture) - interval '30 seconds' + k * interval '1 ms',
                    {ZERO_HASH}
               from generate_series(0, {WRITER_ACCOUNTS} - 1) k;
             -- Round r: account k sends 1.00 to account k + 1 (mod 100).
             insert into ledger.transfers (source_account_id, source_seq, transfer_id,
                 destination_account_id, currency_code, amount, source_outgoing_total,
-                source_balance_after, destination_balance_after, source_is_system, created_at, row_hash)
+                source_balance_after, source_is_system, created_at, row_hash)
             select ('10000000-0000-0000-0000-' || lpad((i % {ACCOUNTS})::text, 12, '0'))::uuid,
                    i / {ACCOUNTS},
                    ('f0000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid,
                    ('10000000-0000-0000-0000-' || lpad(((i + 1) % {ACCOUNTS})::text, 12, '0'))::uuid,
                    'USD', 1.00, (i / {ACCOUNTS} + 1) * 1.00,
                    1000000000.00 - case when i % {ACCOUNTS} = 0 then 1 else 0 end,
-                   1000000000.00 + case when i % {ACCOUNTS} = {ACCOUNTS} - 1 then 0 else 1 end,
                    false,
                    (select base from fixture) + i * interval '1 ms',
                    {ZERO_HASH}

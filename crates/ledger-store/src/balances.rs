@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use ledger_domain::{AccountId, DomainError};
+use ledger_domain::{AccountId, Decimal, DomainError};
 use uuid::Uuid;
 
 use crate::accounts::MAX_PAGE_SIZE;
@@ -88,20 +88,40 @@ impl Ledger {
         let client = self.client().await?;
         exists(&client, account).await?;
         // Each half walks its own (account, created_at) index backwards; the
-        // merge keeps the newest `limit`.
+        // merge keeps the newest `limit`. The balance right after the newest
+        // entry comes from the same statement (one snapshot): the balance at
+        // its time, less what entries of the same microsecond that order
+        // before it moved; every older entry's follows by walking the page.
         let statement = client
             .prepare_cached(&format!(
-                "select * from (
-                   (select {TRANSFER_COLUMNS}, 'out' as direction from ledger.transfers
-                     where source_account_id = $1 {WINDOW}
-                     order by created_at desc, transfer_id desc limit $6)
-                   union all
-                   (select {TRANSFER_COLUMNS}, 'in' as direction from ledger.transfers
-                     where destination_account_id = $1 {WINDOW}
-                     order by created_at desc, transfer_id desc limit $6)
-                 ) h
-                 order by created_at desc, transfer_id desc
-                 limit $6"
+                "with page as (
+                   select * from (
+                     (select {TRANSFER_COLUMNS}, 'out' as direction from ledger.transfers
+                       where source_account_id = $1 {WINDOW}
+                       order by created_at desc, transfer_id desc limit $6)
+                     union all
+                     (select {TRANSFER_COLUMNS}, 'in' as direction from ledger.transfers
+                       where destination_account_id = $1 {WINDOW}
+                       order by created_at desc, transfer_id desc limit $6)
+                   ) h
+                   order by created_at desc, transfer_id desc
+                   limit $6),
+                 newest as (
+                   select created_at, transfer_id from page
+                    order by created_at desc, transfer_id desc limit 1)
+                 select page.*,
+                        (select ledger.balance_at($1, n.created_at)
+                                - coalesce((select sum(t.amount) from ledger.transfers t
+                                             where t.destination_account_id = $1
+                                               and t.created_at = n.created_at
+                                               and t.transfer_id > n.transfer_id), 0)
+                                + coalesce((select sum(t.amount) from ledger.transfers t
+                                             where t.source_account_id = $1
+                                               and t.created_at = n.created_at
+                                               and t.transfer_id > n.transfer_id), 0)
+                           from newest n) as newest_balance_after
+                   from page
+                  order by created_at desc, transfer_id desc"
             ))
             .await?;
         let rows = client
@@ -118,17 +138,27 @@ impl Ledger {
             )
             .await?;
         let mut items = Vec::with_capacity(rows.len());
+        let mut balance_after = match rows.first() {
+            Some(row) => row.try_get::<_, Decimal>("newest_balance_after")?,
+            None => Decimal::ZERO,
+        };
         for row in &rows {
             let transfer = transfer_from_row(row)?;
-            let (direction, balance_after) = match row.try_get::<_, &str>("direction")? {
-                "out" => (Direction::Out, transfer.source_balance_after),
-                _ => (Direction::In, transfer.destination_balance_after),
+            let direction = match row.try_get::<_, &str>("direction")? {
+                "out" => Direction::Out,
+                _ => Direction::In,
+            };
+            // Walking back in time: undo this entry to get the one before.
+            let before = match direction {
+                Direction::Out => balance_after + transfer.amount,
+                Direction::In => balance_after - transfer.amount,
             };
             items.push(HistoryEntry {
                 transfer,
                 direction,
                 balance_after,
             });
+            balance_after = before;
         }
         let page_size = (limit - 1) as usize;
         let next_cursor = if items.len() > page_size {

@@ -123,7 +123,6 @@ const ROW_TEXT: &str = "transfer_id, transfer_id::text as transfer_text, \
     (extract(epoch from created_at) * 1000000)::bigint as created_at_micros, \
     source_outgoing_total, source_outgoing_total::text as outgoing_text, \
     source_balance_after::text as source_after_text, \
-    destination_balance_after::text as destination_after_text, \
     coalesce(metadata::text, '') as metadata_text, row_hash";
 
 struct Row {
@@ -150,7 +149,6 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
         created_at_micros: row.try_get("created_at_micros")?,
         source_outgoing_total: row.try_get("outgoing_text")?,
         source_balance_after: row.try_get("source_after_text")?,
-        destination_balance_after: row.try_get("destination_after_text")?,
         metadata: row.try_get("metadata_text")?,
     }
     .encode();

@@ -2,8 +2,9 @@
 //! (`sql/`) and every SQL statement the service issues; nothing above it
 //! writes SQL.
 //!
-//! Writes follow one pattern: read the source's head (next sequence number
-//! and balance), check the domain rules in Rust, then insert the transfer row
+//! Writes follow one pattern: read both accounts' heads (the source's next
+//! sequence number and balance), let `ledger_domain::decide` check every
+//! rule, then insert the transfer row
 //! with `on conflict (source_account_id, source_seq) do nothing`. The database
 //! checks the same rules again in its trigger. When another transfer won the
 //! sequence number, the insert returns nothing and the store retries with the
@@ -37,7 +38,7 @@ pub use journal::{Digest, InclusionProof, VerifyReport, Violation};
 /// The statements of the transfer write path, for benchmarks that must drive
 /// the same SQL as the store (see `scripts/bench.sh`).
 pub mod sql {
-    pub use crate::transfers::{insert_transfer_sql, DESTINATION_STATE, SOURCE_HEAD};
+    pub use crate::transfers::{insert_transfer_sql, WRITE_HEAD};
 }
 pub use records::{
     Account, Balance, Direction, HistoryEntry, HistoryQuery, NewAccount, Outcome, Page, Posting,

@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use ledger_domain::{AccountId, AccountKind, Currency, Decimal, Metadata, TransferId};
+use ledger_domain::{AccountId, AccountKind, Currency, Decimal, Metadata, Operation, TransferId};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -44,8 +44,6 @@ pub struct Transfer {
     /// The source's balance the ledger computed when applying it (the figure
     /// the overdraft rule was checked against).
     pub source_balance_after: Decimal,
-    /// The destination's balance the ledger computed when applying it.
-    pub destination_balance_after: Decimal,
     /// The client's metadata, as given.
     pub metadata: Option<Value>,
 }
@@ -84,8 +82,9 @@ pub struct HistoryEntry {
     pub transfer: Transfer,
     /// Seen from the account whose history this is.
     pub direction: Direction,
-    /// That account's balance right after it, as the ledger computed it when
-    /// applying the transfer.
+    /// That account's balance right after it, derived from the log in the
+    /// history's own order (`created_at`, then transfer id): a running
+    /// balance, as a statement shows it.
     pub balance_after: Decimal,
 }
 
@@ -158,6 +157,15 @@ pub enum Posting {
 }
 
 impl Posting {
+    /// The domain's name for what the posting does.
+    pub(crate) fn kind(&self) -> Operation {
+        match self {
+            Self::Transfer { .. } => Operation::Transfer,
+            Self::Deposit { .. } => Operation::Deposit,
+            Self::Withdrawal { .. } => Operation::Withdrawal,
+        }
+    }
+
     pub(crate) fn operation(&self) -> &'static str {
         match self {
             Self::Transfer { .. } => "transfer",
@@ -178,7 +186,7 @@ pub(crate) fn currency_of(code: &str) -> Result<Currency, StoreError> {
 /// The columns [`transfer_from_row`] reads, in a form fit for `select`.
 pub(crate) const TRANSFER_COLUMNS: &str = "transfer_id, source_account_id, source_seq, \
     destination_account_id, amount, currency_code, created_at, source_balance_after, \
-    destination_balance_after, metadata";
+    metadata";
 
 pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, StoreError> {
     Ok(Transfer {
@@ -190,7 +198,6 @@ pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, S
         currency: currency_of(row.try_get("currency_code")?)?,
         created_at: row.try_get("created_at")?,
         source_balance_after: row.try_get("source_balance_after")?,
-        destination_balance_after: row.try_get("destination_balance_after")?,
         metadata: row.try_get("metadata")?,
     })
 }

@@ -2,11 +2,11 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use ledger_domain::{
-    check_funds, AccountId, AccountKind, Amount, Currency, Decimal, DomainError, IdempotencyKey,
-    Metadata, RequestFingerprint, TransferId, MAX_AMOUNT,
+    check_amount, check_request, decide, AccountId, AccountKind, AccountState, Currency, Decimal,
+    DestinationState, DomainError, IdempotencyKey, Metadata, Operation, RequestFingerprint,
+    SourceHead, TransferId,
 };
 use rand::Rng;
-use tokio_postgres::types::ToSql;
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
@@ -17,27 +17,26 @@ use crate::records::{
 };
 use crate::{Ledger, StoreError};
 
-/// The source's state that a transfer is checked against. Public, with the
-/// other statements of the write path, so that the benchmark can drive
-/// exactly this SQL with pgbench.
-pub const SOURCE_HEAD: &str = "\
-    select a.currency_code, a.is_system, ledger.close_state(a.closed_at, a.closing_xid) as close_state,
+/// Both accounts of a write as the ledger stands, in one statement: the
+/// source's head (next sequence number, balance) and the destination's
+/// state. No row: the source does not exist; null destination columns: the
+/// destination does not. Public, with the other statements of the write
+/// path, so that the benchmark can drive exactly this SQL with pgbench.
+pub const WRITE_HEAD: &str = "\
+    select s.currency_code, s.is_system, ledger.close_state(s.closed_at, s.closing_xid) as state,
            coalesce(h.source_seq + 1, 0) as next_seq,
-           ledger.incoming_total(a.account_id) - coalesce(h.source_outgoing_total, 0) as balance
-      from ledger.accounts a
+           ledger.incoming_total(s.account_id) - coalesce(h.source_outgoing_total, 0) as balance,
+           d.currency_code as destination_currency, d.is_system as destination_is_system,
+           ledger.close_state(d.closed_at, d.closing_xid) as destination_state
+      from ledger.accounts s
+      left join ledger.accounts d on d.account_id = $2
       left join lateral (
             select t.source_seq, t.source_outgoing_total
               from ledger.transfers t
-             where t.source_account_id = a.account_id
+             where t.source_account_id = s.account_id
              order by t.source_seq desc
              limit 1) h on true
-     where a.account_id = $1";
-
-/// The destination's state, read together with [`SOURCE_HEAD`].
-pub const DESTINATION_STATE: &str = "\
-    select currency_code, ledger.close_state(closed_at, closing_xid) as close_state
-      from ledger.accounts
-     where account_id = $1";
+     where s.account_id = $1";
 
 const ACCOUNT_CURRENCY: &str = "select currency_code from ledger.accounts where account_id = $1";
 
@@ -93,27 +92,15 @@ impl Ledger {
     ) -> Result<Outcome<Transfer>, StoreError> {
         // Rules that need no ledger state come first: a bad request costs no
         // database round trip.
-        if amount <= Decimal::ZERO {
-            return Err(DomainError::NonPositiveAmount.into());
-        }
-        if amount > MAX_AMOUNT {
-            return Err(DomainError::AmountTooLarge { max: MAX_AMOUNT }.into());
-        }
         if let Posting::Transfer {
             source,
             destination,
-        } = &posting
+        } = posting
         {
-            if source == destination {
-                return Err(DomainError::SameAccount.into());
-            }
-            // Money leaves the ledger only by a withdrawal, which has its own
-            // endpoint, idempotency scope and (later) permissions: a transfer
-            // to a system account would be one under another name. The id
-            // range is reserved for system accounts by a CHECK.
-            if destination.is_reserved_for_system() {
-                return Err(DomainError::SystemAccount(*destination).into());
-            }
+            check_request(Operation::Transfer, source, destination, amount)?;
+        } else {
+            // The system account end is not resolved yet.
+            check_amount(amount)?;
         }
 
         let transfer_id = TransferId::generate();
@@ -188,8 +175,9 @@ impl Ledger {
         fetch_transfer(&client, id).await
     }
 
-    /// Resolves the posting's accounts and inserts the row, retrying while
-    /// other transfers win the source's next sequence number.
+    /// Reads both accounts' heads, lets the domain decide, and inserts the
+    /// row; retries with a fresh head while other transfers win the source's
+    /// next sequence number.
     pub(crate) async fn apply(
         &self,
         client: &impl GenericClient,
@@ -199,62 +187,31 @@ impl Ledger {
         metadata: Option<&Metadata>,
         transfer_id: TransferId,
     ) -> Result<Transfer, StoreError> {
-        let head = client.prepare_cached(SOURCE_HEAD).await?;
-        let destination_state = client.prepare_cached(DESTINATION_STATE).await?;
+        let head_statement = client.prepare_cached(WRITE_HEAD).await?;
         let insert = client.prepare_cached(&insert_transfer_sql()).await?;
         let metadata_json = metadata.map(Metadata::to_value);
 
         for attempt in 0..self.config.max_sequence_retries {
-            let source_uuid = source.as_uuid();
-            let destination_uuid = destination.as_uuid();
-            // Both reads go out on the connection together (pipelined). In a
-            // transaction, a failed first read (e.g. statement timeout) makes
-            // the second fail with 25P02 "transaction is aborted", so the
-            // first read's error is the one to report.
-            let source_params: [&(dyn ToSql + Sync); 1] = [&source_uuid];
-            let destination_params: [&(dyn ToSql + Sync); 1] = [&destination_uuid];
-            let (source_row, destination_row) = tokio::join!(
-                client.query_opt(&head, &source_params),
-                client.query_opt(&destination_state, &destination_params),
-            );
-            let source_row = source_row?.ok_or(DomainError::AccountNotFound(source))?;
-            let destination_row =
-                destination_row?.ok_or(DomainError::AccountNotFound(destination))?;
-
-            let currency = currency_of(source_row.try_get("currency_code")?)?;
-            let kind = if source_row.try_get("is_system")? {
-                AccountKind::System
-            } else {
-                AccountKind::Customer
-            };
-            if kind == AccountKind::System && matches!(posting, Posting::Transfer { .. }) {
-                return Err(DomainError::SystemAccount(source).into());
-            }
-            check_open(source, source_row.try_get("close_state")?)?;
-            check_open(destination, destination_row.try_get("close_state")?)?;
-            let destination_currency: &str = destination_row.try_get("currency_code")?;
-            if destination_currency != currency.code() {
-                return Err(DomainError::CurrencyMismatch {
-                    expected: currency.code().to_owned(),
-                    found: destination_currency.to_owned(),
-                }
-                .into());
-            }
-            let amount = Amount::new(amount, currency)?;
-            let balance: Decimal = source_row.try_get("balance")?;
-            check_funds(source, kind, balance, &amount)?;
-
-            let next_seq: i64 = source_row.try_get("next_seq")?;
+            let row = client
+                .query_opt(
+                    &head_statement,
+                    &[&source.as_uuid(), &destination.as_uuid()],
+                )
+                .await?
+                .ok_or(DomainError::AccountNotFound(source))?;
+            let (head, destination_state) = read_heads(&row, source, destination)?;
+            let decision = decide(posting.kind(), &head, &destination_state, amount)?;
+            let currency = head.currency;
             let inserted = client
                 .query_opt(
                     &insert,
                     &[
-                        &source_uuid,
-                        &next_seq,
+                        &source.as_uuid(),
+                        &decision.seq,
                         &transfer_id.as_uuid(),
-                        &destination_uuid,
+                        &destination.as_uuid(),
                         &currency.code(),
-                        &amount.value(),
+                        &decision.amount.value(),
                         &metadata_json,
                     ],
                 )
@@ -263,10 +220,10 @@ impl Ledger {
             if let Some(row) = inserted {
                 return transfer_from_row(&row);
             }
-            // Another transfer took `next_seq` (the insert waited for it to
-            // commit). Read the new head and try again, after a short random
-            // pause once the race repeats, so that losers spread out.
-            debug!(attempt, source_seq = next_seq, "lost the sequence race");
+            // Another transfer took the sequence number (the insert waited for
+            // it to commit). Read the new head and try again, after a short
+            // random pause once the race repeats, so that losers spread out.
+            debug!(attempt, source_seq = decision.seq, "lost the sequence race");
             if attempt >= 2 {
                 let cap_us = 50 * u64::from(attempt.min(20));
                 let pause_us = rand::thread_rng().gen_range(0..=cap_us);
@@ -349,15 +306,41 @@ pub fn insert_transfer_sql() -> String {
     )
 }
 
-/// Refuses an account that is closed, or whose close is in progress (a
-/// transient state with its own, retryable, error). `state` is
-/// `ledger.close_state`'s answer.
-fn check_open(account: AccountId, state: &str) -> Result<(), DomainError> {
-    match state {
-        "closed" => Err(DomainError::AccountClosed(account)),
-        "closing" => Err(DomainError::AccountClosing(account)),
-        _ => Ok(()),
-    }
+/// The domain's view of a [`WRITE_HEAD`] row.
+fn read_heads(
+    row: &tokio_postgres::Row,
+    source: AccountId,
+    destination: AccountId,
+) -> Result<(SourceHead, DestinationState), StoreError> {
+    let kind = |is_system: bool| {
+        if is_system {
+            AccountKind::System
+        } else {
+            AccountKind::Customer
+        }
+    };
+    let state = |text: &str| {
+        AccountState::parse(text)
+            .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("unknown account state {text:?}")))
+    };
+    let head = SourceHead {
+        account: source,
+        kind: kind(row.try_get("is_system")?),
+        currency: currency_of(row.try_get("currency_code")?)?,
+        state: state(row.try_get("state")?)?,
+        next_seq: row.try_get("next_seq")?,
+        balance: row.try_get("balance")?,
+    };
+    let Some(destination_currency) = row.try_get::<_, Option<&str>>("destination_currency")? else {
+        return Err(DomainError::AccountNotFound(destination).into());
+    };
+    let destination_state = DestinationState {
+        account: destination,
+        kind: kind(row.try_get("destination_is_system")?),
+        currency: currency_of(destination_currency)?,
+        state: state(row.try_get("destination_state")?)?,
+    };
+    Ok((head, destination_state))
 }
 
 fn write_error(
