@@ -11,6 +11,7 @@ pub mod error;
 pub mod handlers;
 pub mod idempotency;
 pub mod telemetry;
+pub mod timestamp;
 
 pub use app::{build_app, server, ApiDoc};
 pub use config::{ApiConfig, Config};
