@@ -12,6 +12,7 @@
 mod accounts;
 mod balances;
 mod config;
+mod cursor;
 mod error;
 mod horizon;
 mod idempotency;
@@ -26,7 +27,10 @@ use std::sync::{Arc, RwLock};
 use deadpool_postgres::Pool;
 use ledger_domain::AccountId;
 
+use crate::cursor::CursorKey;
+
 pub use accounts::MAX_PAGE_SIZE;
+pub use balances::PAGE_BYTE_BUDGET;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use journal::{Digest, InclusionProof, VerifyReport, Violation};
@@ -48,6 +52,9 @@ pub struct Ledger {
     config: Arc<StoreConfig>,
     /// System accounts known to exist (they are never deleted).
     known_system_accounts: Arc<RwLock<HashSet<AccountId>>>,
+    /// The key pagination cursors are signed with, read once from the
+    /// database (see `sql/V2__cursor_secret.sql`).
+    cursor_key: Arc<tokio::sync::OnceCell<CursorKey>>,
 }
 
 impl Ledger {
@@ -58,6 +65,7 @@ impl Ledger {
             pool,
             config: Arc::new(config),
             known_system_accounts: Arc::default(),
+            cursor_key: Arc::default(),
         })
     }
 
@@ -77,6 +85,20 @@ impl Ledger {
         } else {
             Err(StoreError::Unavailable("schema is not migrated".into()))
         }
+    }
+
+    /// The cursor key, read from the database on first use: it never
+    /// changes while the service runs.
+    async fn cursor_key(&self) -> Result<&CursorKey, StoreError> {
+        self.cursor_key
+            .get_or_try_init(|| async {
+                let client = self.client().await?;
+                let row = client
+                    .query_one("select secret from ledger.cursor_secret", &[])
+                    .await?;
+                CursorKey::new(row.try_get::<_, &[u8]>(0)?)
+            })
+            .await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
