@@ -121,13 +121,11 @@ mod tests {
         );
 
         let other_key = CursorKey([8; 32]);
+        let moved = cursor.replacen('1', "2", 1);
         let cases = [
             (key.open("history:b", &cursor), "another list"),
             (other_key.open("history:a", &cursor), "another key"),
-            (
-                key.open("history:a", &cursor.replacen('1', "2", 1)),
-                "a changed position",
-            ),
+            (key.open("history:a", &moved), "a changed position"),
             (key.open("history:a", "1700000000000000_x"), "no MAC at all"),
             (
                 key.open("history:a", &cursor[..cursor.len() - 1]),
