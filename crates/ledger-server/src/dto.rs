@@ -310,10 +310,13 @@ pub struct TransferRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListAccountsParams {
-    /// Page size, 1 to 1000 (default 50); larger values are refused.
+    /// Page size, 1 to 1000 (default 50); larger values are refused. A page
+    /// also stops once it passes about 1 MiB (always holding at least one
+    /// item), so it may hold fewer with a `next_cursor`.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page, unchanged: cursors are signed,
+    /// and any other value is refused with 400 `invalid_request`.
     pub cursor: Option<String>,
 }
 
@@ -322,10 +325,13 @@ pub struct ListAccountsParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
-    /// Page size, 1 to 1000 (default 50); larger values are refused.
+    /// Page size, 1 to 1000 (default 50); larger values are refused. A page
+    /// also stops once it passes about 1 MiB (always holding at least one
+    /// item), so it may hold fewer with a `next_cursor`.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page, unchanged: cursors are signed,
+    /// and any other value is refused with 400 `invalid_request`.
     pub cursor: Option<String>,
     /// Only transfers at or after this time (RFC 3339, years 0000–9999;
     /// truncated to whole microseconds, the ledger's precision).
