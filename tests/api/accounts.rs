@@ -346,3 +346,79 @@ async fn closing_a_missing_account_is_not_found() {
         .await;
     response.expect_problem(404, "account_not_found");
 }
+
+#[tokio::test]
+async fn a_page_of_accounts_stops_near_one_mebibyte_and_the_rest_follows() {
+    let app = spawn_app().await;
+    let note = "x".repeat(16_000);
+    let mut opened = Vec::new();
+    for _ in 0..80 {
+        let account = app
+            .open_account(json!({ "metadata": { "note": note } }))
+            .await;
+        opened.push(account["id"].as_str().expect("id").to_owned());
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/accounts?limit=1000&cursor={cursor}"),
+            None => "/accounts?limit=1000".to_owned(),
+        };
+        let page = app.get(&path).await;
+        page.expect_status(200);
+        pages += 1;
+        let bytes = serde_json::to_vec(&page.body).expect("JSON").len();
+        assert!(
+            bytes <= ledger_store::PAGE_BYTE_BUDGET as usize + 20_000,
+            "a page of {bytes} bytes is past the budget by more than one row"
+        );
+        let items = page.body["items"].as_array().expect("items");
+        assert!(!items.is_empty(), "a page is never empty");
+        seen.extend(
+            items
+                .iter()
+                .map(|a| a["id"].as_str().expect("id").to_owned()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+
+    assert_eq!(seen, opened, "every account once, in order");
+    assert_eq!(pages, 2, "80 accounts of 16 kB are two pages");
+}
+
+#[tokio::test]
+async fn account_list_cursors_are_tamper_evident() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.open_account(json!({})).await;
+    }
+    let first = app.get("/accounts?limit=1").await;
+    let issued = first.str("next_cursor").to_owned();
+    let (id, _) = issued.rsplit_once('.').expect("a signed cursor");
+    let cases = [
+        (id.to_owned(), "the bare account id, unsigned"),
+        (uuid::Uuid::nil().to_string(), "a forged account id"),
+        (
+            format!("{}.{}", uuid::Uuid::nil(), "0".repeat(32)),
+            "a forged MAC",
+        ),
+    ];
+    for (cursor, why) in cases {
+        let response = app.get(&format!("/accounts?cursor={cursor}")).await;
+        assert_eq!(
+            (response.status, response.code()),
+            (400, "invalid_request"),
+            "{why}: {}",
+            response.body
+        );
+    }
+    app.get(&format!("/accounts?cursor={issued}"))
+        .await
+        .expect_status(200);
+}

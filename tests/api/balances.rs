@@ -247,3 +247,102 @@ async fn the_history_of_a_missing_account_is_not_found() {
         .await
         .expect_problem(404, "account_not_found");
 }
+
+#[tokio::test]
+async fn history_cursors_are_tamper_evident() {
+    let app = spawn_app().await;
+    let account = app.funded_account("0").await;
+    for _ in 0..3 {
+        app.deposit(&account, json!("1")).await.expect_status(201);
+    }
+    let first = app
+        .get(&format!("/accounts/{account}/transfers?limit=1"))
+        .await;
+    first.expect_status(200);
+    let issued = first.str("next_cursor").to_owned();
+    let mut flipped = issued.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+    let flipped = String::from_utf8(flipped).expect("ASCII");
+    let cases = [
+        (
+            "-250000000000000000_00000000-0000-0000-0000-000000000000".to_owned(),
+            "a forged cursor before PostgreSQL's first day (gave 500)",
+        ),
+        (
+            format!("{}_{}", Utc::now().timestamp_micros(), uuid::Uuid::nil()),
+            "a well-formed cursor the server did not issue",
+        ),
+        (flipped, "an issued cursor with one character changed"),
+        (
+            issued.replacen('1', "2", 1),
+            "an issued cursor pointing somewhere else",
+        ),
+    ];
+    for (cursor, why) in cases {
+        let response = app
+            .get(&format!("/accounts/{account}/transfers?cursor={cursor}"))
+            .await;
+        assert_eq!(
+            (response.status, response.code()),
+            (400, "invalid_request"),
+            "{why}: {cursor}: {}",
+            response.body
+        );
+    }
+    // The issued cursor itself still works.
+    app.get(&format!("/accounts/{account}/transfers?cursor={issued}"))
+        .await
+        .expect_status(200);
+}
+
+#[tokio::test]
+async fn a_history_page_stops_near_one_mebibyte_and_the_rest_follows() {
+    let app = spawn_app().await;
+    let account = app.funded_account("0").await;
+    let note = "x".repeat(16_000);
+    let mut deposited = Vec::new();
+    for _ in 0..80 {
+        let response = app
+            .post(
+                &format!("/accounts/{account}/deposits"),
+                &json!({ "amount": "1", "metadata": { "note": note } }),
+            )
+            .await;
+        response.expect_status(201);
+        deposited.push(response.str("id").to_owned());
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/accounts/{account}/transfers?limit=1000&cursor={cursor}"),
+            None => format!("/accounts/{account}/transfers?limit=1000"),
+        };
+        let page = app.get(&path).await;
+        page.expect_status(200);
+        pages += 1;
+        let bytes = serde_json::to_vec(&page.body).expect("JSON").len();
+        assert!(
+            bytes <= ledger_store::PAGE_BYTE_BUDGET as usize + 20_000,
+            "a page of {bytes} bytes is past the budget by more than one row"
+        );
+        let items = page.body["items"].as_array().expect("items");
+        assert!(!items.is_empty(), "a page is never empty");
+        seen.extend(
+            items
+                .iter()
+                .map(|e| e["transfer"]["id"].as_str().expect("id").to_owned()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+
+    deposited.reverse();
+    assert_eq!(seen, deposited, "newest first, each once");
+    assert_eq!(pages, 2, "80 transfers of 16 kB are two pages");
+}

@@ -148,3 +148,101 @@ async fn digests_and_proofs_are_refused_for_times_that_are_not_final() {
 fn urlencode(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// `T` plus `nanos` nanoseconds, written with nanosecond precision.
+fn plus_nanos(time: &str, nanos: i64) -> String {
+    (DateTime::parse_from_rfc3339(time).expect("timestamp") + chrono::Duration::nanoseconds(nanos))
+        .with_timezone(&Utc)
+        .to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+#[tokio::test]
+async fn a_sub_microsecond_time_is_truncated_so_digests_and_proofs_agree_with_the_ledger() {
+    let app = spawn_app().await;
+    let a = app.funded_account("10.00").await;
+    let b = app.funded_account("0").await;
+    // The first transfer out of `a`: seq 0 of its chain.
+    let transfer = app.transfer(&a, &b, json!("1.00")).await;
+    transfer.expect_status(201);
+    let created_at = transfer.str("created_at").to_owned();
+    let id = transfer.str("id");
+    digest_after(&app, &plus_nanos(&created_at, 1_000)).await;
+    let half_past = plus_nanos(&created_at, 500);
+
+    // T + 500 ns is T to a ledger that stores microseconds: the digest says
+    // so, and is the digest of T (which holds rows strictly before T).
+    let digest = app
+        .get(&format!("/journal/digest?at={}", urlencode(&half_past)))
+        .await;
+    digest.expect_status(200);
+    let digest_at = DateTime::parse_from_rfc3339(digest.str("at")).expect("timestamp");
+    assert_eq!(
+        digest_at,
+        DateTime::parse_from_rfc3339(&created_at).expect("timestamp")
+    );
+    let at_t = app
+        .get(&format!("/journal/digest?at={}", urlencode(&created_at)))
+        .await;
+    assert_eq!(digest.body, at_t.body);
+
+    // So the transfer is not in it: a clear refusal, never a 500 or an
+    // empty chain no auditor could check.
+    app.get(&format!(
+        "/transfers/{id}/proof?at={}",
+        urlencode(&half_past)
+    ))
+    .await
+    .expect_problem(422, "validation_failed");
+
+    // One microsecond later it is, with a proof that checks.
+    let next = plus_nanos(&created_at, 1_000);
+    let proof = app
+        .get(&format!("/transfers/{id}/proof?at={}", urlencode(&next)))
+        .await;
+    proof.expect_status(200);
+    assert!(!proof.body["chain"].as_array().expect("chain").is_empty());
+    let root = proof.body["digest"]["root"].as_str().expect("root");
+    assert!(check(&proof.body, root));
+}
+
+#[tokio::test]
+async fn times_outside_rfc3339_years_are_bad_requests_on_every_time_parameter() {
+    let app = spawn_app().await;
+    let a = app.funded_account("1.00").await;
+    let b = app.funded_account("0").await;
+    let transfer = app.transfer(&a, &b, json!("1.00")).await;
+    let id = transfer.str("id");
+    let cases = [
+        (
+            "-4714-11-24T00:00:00Z",
+            "before PostgreSQL's first day (gave 500)",
+        ),
+        (
+            "-262143-01-01T00:00:00Z",
+            "chrono's first year, not RFC 3339",
+        ),
+        ("+10000-01-01T00:00:00Z", "a five-digit year, not RFC 3339"),
+        (
+            "+262142-12-31T23:59:59Z",
+            "chrono's last year, not RFC 3339",
+        ),
+    ];
+    for (time, why) in cases {
+        let time = urlencode(time);
+        for path in [
+            format!("/journal/digest?at={time}"),
+            format!("/transfers/{id}/proof?at={time}"),
+            format!("/accounts/{a}/transfers?to={time}"),
+            format!("/accounts/{a}/transfers?from={time}"),
+            format!("/accounts/{a}/balance?at={time}"),
+        ] {
+            let response = app.get(&path).await;
+            assert_eq!(
+                (response.status, response.code()),
+                (400, "invalid_request"),
+                "{why}: {path}: {}",
+                response.body
+            );
+        }
+    }
+}

@@ -91,14 +91,16 @@ async fn an_unknown_route_is_a_not_found_problem() {
 async fn a_wrong_method_is_a_method_not_allowed_problem_listing_the_allowed_ones() {
     let app = spawn_app().await;
     let cases = [
-        (Method::PUT, "/accounts", "POST, GET"),
-        (Method::POST, "/health", "GET"),
+        (Method::PUT, "/accounts", "POST, GET, HEAD"),
+        (Method::POST, "/health", "GET, HEAD"),
         (
             Method::PATCH,
             "/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b",
-            "GET, DELETE",
+            "GET, HEAD, DELETE",
         ),
         (Method::GET, "/transfers", "POST"),
+        (Method::POST, "/openapi.json", "GET, HEAD"),
+        (Method::DELETE, "/docs/index.html", "GET, HEAD"),
     ];
     for (method, path, allow) in cases {
         let response = app.send(app.request(method.clone(), path)).await;
@@ -208,4 +210,115 @@ async fn configured_origins_get_cors_headers() {
         .unwrap_or_default()
         .to_lowercase();
     assert!(exposed.contains("x-request-id"), "{exposed}");
+}
+
+#[tokio::test]
+async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_body() {
+    let app = spawn_app().await;
+    let a = app.funded_account("5.00").await;
+    let b = app.funded_account("0").await;
+    let transfer = app.transfer(&a, &b, json!("1.00")).await;
+    let id = transfer.str("id");
+    let paths = [
+        "/health".to_owned(),
+        "/ready".to_owned(),
+        "/accounts".to_owned(),
+        format!("/accounts/{a}"),
+        format!("/accounts/{a}/balance"),
+        format!("/accounts/{a}/transfers"),
+        format!("/transfers/{id}"),
+        format!("/transfers/{id}/proof"),
+        "/journal/digest".to_owned(),
+        "/openapi.json".to_owned(),
+        "/docs".to_owned(),
+        "/docs/".to_owned(),
+        "/docs/index.html".to_owned(),
+        "/accounts/not-a-uuid".to_owned(),
+    ];
+    for path in paths {
+        let get = app.client.get(app.url(&path)).send().await.expect("GET");
+        let get_status = get.status();
+        let get_type = get.headers().get("content-type").cloned();
+        let get_length = get.bytes().await.expect("a body").len();
+        let head = app.client.head(app.url(&path)).send().await.expect("HEAD");
+        assert_eq!(head.status(), get_status, "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type").cloned(),
+            get_type,
+            "HEAD {path}"
+        );
+        assert!(head.headers().contains_key("x-request-id"), "HEAD {path}");
+        if ["/health", "/openapi.json", "/docs/index.html"].contains(&path.as_str()) {
+            assert_eq!(
+                head.headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok()),
+                Some(get_length),
+                "HEAD {path} announces the GET body's length"
+            );
+        }
+        assert!(
+            head.bytes().await.expect("no body").is_empty(),
+            "HEAD {path} has no body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_docs_asset_is_a_not_found_problem() {
+    let app = spawn_app().await;
+    app.get("/docs/nope.js")
+        .await
+        .expect_problem(404, "not_found");
+    let page = app
+        .client
+        .get(app.url("/docs/index.html"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(page.status(), 200, "the assets that exist are served");
+}
+
+#[tokio::test]
+async fn a_content_encoding_other_than_identity_is_an_unsupported_media_type() {
+    let app = spawn_app().await;
+    let cases = [
+        ("rot13", "no such coding (it used to be read as identity)"),
+        ("gzip", "compressed bodies are not accepted"),
+        ("br", "compressed bodies are not accepted"),
+        ("identity, gzip", "a coding after identity"),
+        ("x-unknown", "an unregistered coding"),
+    ];
+    for (coding, why) in cases {
+        let response = app
+            .send(
+                app.request(Method::POST, "/accounts")
+                    .header("content-type", "application/json")
+                    .header("content-encoding", coding)
+                    .body("{}"),
+            )
+            .await;
+        assert_eq!(
+            (response.status, response.code()),
+            (415, "unsupported_media_type"),
+            "{why}: {}",
+            response.body
+        );
+        assert_eq!(
+            response.header("accept-encoding"),
+            Some("identity"),
+            "{why}"
+        );
+    }
+    for coding in ["identity", "IDENTITY"] {
+        app.send(
+            app.request(Method::POST, "/accounts")
+                .header("content-type", "application/json")
+                .header("content-encoding", coding)
+                .body("{}"),
+        )
+        .await
+        .expect_status(201);
+    }
 }

@@ -3,7 +3,7 @@
 //! the tests exercise exactly what runs in production.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
@@ -11,17 +11,17 @@ use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{guard, mime, web, App, HttpRequest, HttpResponse, HttpServer};
 use ledger_domain::IdempotencyKey;
 use ledger_store::Ledger;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
 
+use crate::body;
 use crate::config::ApiConfig;
 use crate::dto;
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, ErrorCode, Problem, PROBLEM_JSON};
 use crate::handlers::{accounts, fallback, health, journal, transfers, AppState};
 use crate::telemetry;
 
@@ -36,7 +36,11 @@ use crate::telemetry;
             (`application/problem+json`) with a stable `code`. Every response carries an \
             `X-Request-ID` header (the client's, when it sent a sane one). Writes accept an \
             `Idempotency-Key` header; a replay returns the original status and body with \
-            `Idempotent-Replayed: true`."
+            `Idempotent-Replayed: true`. Every GET route also answers HEAD (the same status \
+            and headers, no body). Lists (`GET /accounts`, an account's history) are paged \
+            by rows (`limit`) and by size: a page stops once it passes about 1 MiB, and \
+            always holds at least one item; follow `next_cursor`. Cursors are signed: pass \
+            them back unchanged."
     ),
     paths(
         health::health,
@@ -55,7 +59,7 @@ use crate::telemetry;
         journal::proof,
     ),
     components(schemas(Problem, ErrorCode, dto::Money, dto::AmountInput)),
-    modifiers(&IdempotencyKeyHeaderSchema),
+    modifiers(&IdempotencyKeyHeaderSchema, &BodyResponses),
     tags(
         (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
         (name = "transfers", description = "Money moved between two customer accounts."),
@@ -94,6 +98,55 @@ impl Modify for IdempotencyKeyHeaderSchema {
     }
 }
 
+/// The answers every operation with a request body can give, declared in one
+/// place because [`body::guard`] gives them all: 415 also for a
+/// Content-Encoding other than identity, and 408 for a body that took too
+/// long.
+struct BodyResponses;
+
+impl Modify for BodyResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                responses.insert(
+                    "408".to_owned(),
+                    problem(
+                        "`request_timeout`: the body did not arrive within the body read \
+                         timeout (`LEDGER_BODY_READ_TIMEOUT_MS`); the connection is closed.",
+                    )
+                    .into(),
+                );
+                responses.insert(
+                    "415".to_owned(),
+                    problem(
+                        "`unsupported_media_type`: the body must be application/json, sent \
+                         without a Content-Encoding (or `identity`); a refused coding is \
+                         answered with `Accept-Encoding: identity`.",
+                    )
+                    .into(),
+                );
+            }
+        }
+    }
+}
+
 /// Builds the application around a ledger. Called once per worker.
 pub fn build_app(
     state: AppState,
@@ -121,33 +174,37 @@ pub fn build_app(
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::invalid_request(format!("invalid query string: {err}")).into()
         }))
-        .service(route("/health", "GET", vec![web::get().to(health::health)]))
-        .service(route("/ready", "GET", vec![web::get().to(health::ready)]))
+        .service(route(
+            "/health",
+            "GET, HEAD",
+            vec![get().to(health::health)],
+        ))
+        .service(route("/ready", "GET, HEAD", vec![get().to(health::ready)]))
         .service(route(
             "/accounts",
-            "POST, GET",
+            "POST, GET, HEAD",
             vec![
                 web::post().to(accounts::open_account),
-                web::get().to(accounts::list_accounts),
+                get().to(accounts::list_accounts),
             ],
         ))
         .service(route(
             "/accounts/{id}",
-            "GET, DELETE",
+            "GET, HEAD, DELETE",
             vec![
-                web::get().to(accounts::get_account),
+                get().to(accounts::get_account),
                 web::delete().to(accounts::close_account),
             ],
         ))
         .service(route(
             "/accounts/{id}/balance",
-            "GET",
-            vec![web::get().to(accounts::balance)],
+            "GET, HEAD",
+            vec![get().to(accounts::balance)],
         ))
         .service(route(
             "/accounts/{id}/transfers",
-            "GET",
-            vec![web::get().to(accounts::history)],
+            "GET, HEAD",
+            vec![get().to(accounts::history)],
         ))
         .service(route(
             "/accounts/{id}/deposits",
@@ -166,34 +223,98 @@ pub fn build_app(
         ))
         .service(route(
             "/transfers/{id}",
-            "GET",
-            vec![web::get().to(transfers::get_transfer)],
+            "GET, HEAD",
+            vec![get().to(transfers::get_transfer)],
         ))
         .service(route(
             "/transfers/{id}/proof",
-            "GET",
-            vec![web::get().to(journal::proof)],
+            "GET, HEAD",
+            vec![get().to(journal::proof)],
         ))
         .service(route(
             "/journal/digest",
-            "GET",
-            vec![web::get().to(journal::digest)],
+            "GET, HEAD",
+            vec![get().to(journal::digest)],
+        ))
+        .service(route(
+            "/openapi.json",
+            "GET, HEAD",
+            vec![get().to(openapi_json)],
         ))
         // The UI's pages use relative links, so they need the trailing slash.
-        .service(web::resource("/docs").route(web::get().to(|| async {
-            HttpResponse::PermanentRedirect()
-                .insert_header((header::LOCATION, "/docs/"))
-                .finish()
-        })))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+        .service(route(
+            "/docs",
+            "GET, HEAD",
+            vec![get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header((header::LOCATION, "/docs/"))
+                    .finish()
+            })],
+        ))
+        .service(
+            route("/docs/{asset:.*}", "GET, HEAD", vec![get().to(docs_asset)]).app_data(
+                web::Data::new(utoipa_swagger_ui::Config::from("/openapi.json")),
+            ),
+        )
         .default_service(web::to(fallback))
         .wrap(Condition::new(
             !cors_origins.is_empty(),
             cors(&cors_origins),
         ))
+        // Before any handler can read a body: refuse content codings it
+        // would misread, and bound the time a body may take to arrive.
+        .wrap(from_fn(body::guard))
         // Outermost: every response, errors from the layers above included,
         // gets the request id and one log line.
         .wrap(from_fn(telemetry::request_context))
+}
+
+/// A route for GET that also answers HEAD (RFC 9110 §9.3.2: wherever GET is
+/// served). actix-web sends a HEAD response's headers, Content-Length
+/// included, without its body.
+fn get() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// The OpenAPI document, serialized once.
+async fn openapi_json() -> HttpResponse {
+    static DOCUMENT: LazyLock<String> =
+        LazyLock::new(|| ApiDoc::openapi().to_json().unwrap_or_default());
+    HttpResponse::Ok()
+        .content_type(mime::APPLICATION_JSON)
+        .body(DOCUMENT.as_str())
+}
+
+/// A file of the Swagger UI; a name it does not have is a 404 problem, like
+/// any other missing resource (utoipa-swagger-ui's own handler answers an
+/// empty 404).
+async fn docs_asset(
+    req: HttpRequest,
+    asset: web::Path<String>,
+    config: web::Data<utoipa_swagger_ui::Config<'static>>,
+) -> Result<HttpResponse, ApiError> {
+    match utoipa_swagger_ui::serve(&asset, config.into_inner()) {
+        Ok(Some(file)) => {
+            let mut response = HttpResponse::Ok();
+            if file.gzpipped {
+                response.insert_header((header::CONTENT_ENCODING, "gzip"));
+            }
+            Ok(response
+                .content_type(file.content_type)
+                .body(file.bytes.into_owned()))
+        }
+        Ok(None) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no documentation asset at {}", req.path()),
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "the Swagger UI could not be served");
+            Err(ApiError::new(
+                ErrorCode::Internal,
+                "an internal error occurred; it has been logged with this request id",
+            ))
+        }
+    }
 }
 
 /// A resource with its methods; any other method gets a 405 problem that
@@ -229,10 +350,16 @@ fn cors(origins: &[String]) -> Cors {
     cors
 }
 
-/// Body errors: 413 over the limit, 415 for a non-JSON content type, 400 for
-/// everything else (malformed JSON, wrong types, unknown fields).
+/// Body errors: 413 over the limit, 415 for a non-JSON content type, 408
+/// when the body took too long, 400 for everything else (malformed JSON,
+/// wrong types, unknown fields). Details are sentences for people, never a
+/// Rust `Debug` rendering.
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = match &err {
+    body_error(&err).into()
+}
+
+fn body_error(err: &JsonPayloadError) -> ApiError {
+    match err {
         JsonPayloadError::OverflowKnownLength { limit, .. }
         | JsonPayloadError::Overflow { limit } => ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -242,6 +369,20 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
             ErrorCode::PayloadTooLarge,
             "the request body is larger than the limit",
         ),
+        JsonPayloadError::Payload(PayloadError::Io(io))
+            if io.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("{}; the connection is closed", body::BODY_READ_TIMED_OUT),
+            )
+        }
+        JsonPayloadError::Payload(PayloadError::Incomplete(_)) => {
+            ApiError::invalid_request("the request body ended before the length it announced")
+        }
+        JsonPayloadError::Payload(PayloadError::EncodingCorrupted) => {
+            ApiError::invalid_request("the request body could not be decoded")
+        }
         JsonPayloadError::ContentType => ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "the request body must be JSON, sent with Content-Type: application/json",
@@ -254,9 +395,8 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::Deserialize(err) => {
             ApiError::invalid_request(format!("invalid JSON body: {err}"))
         }
-        other => ApiError::invalid_request(format!("cannot read the request body: {other}")),
-    };
-    api.into()
+        _ => ApiError::invalid_request("the request body could not be read"),
+    }
 }
 
 /// Builds the HTTP server on `listener`, with `workers` threads sharing one
@@ -278,4 +418,45 @@ pub fn server(
         .listen(listener)?
         .run();
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_read_errors_are_explained_in_sentences_not_debug_output() {
+        let io = |kind| PayloadError::Io(std::io::Error::new(kind, "inner detail"));
+        let cases = [
+            (
+                JsonPayloadError::Payload(PayloadError::Incomplete(Some(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "inner detail",
+                )))),
+                400,
+            ),
+            (
+                JsonPayloadError::Payload(PayloadError::EncodingCorrupted),
+                400,
+            ),
+            (
+                JsonPayloadError::Payload(io(std::io::ErrorKind::ConnectionReset)),
+                400,
+            ),
+            (JsonPayloadError::Payload(PayloadError::UnknownLength), 400),
+            (
+                JsonPayloadError::Payload(io(std::io::ErrorKind::TimedOut)),
+                408,
+            ),
+        ];
+        for (err, status) in cases {
+            let what = format!("{err:?}");
+            let api = body_error(&err);
+            assert_eq!(api.code().status().as_u16(), status, "{what}");
+            let detail = api.detail();
+            for debug_marker in ["Some(", "Custom", "kind:", "inner detail", "{", "Io("] {
+                assert!(!detail.contains(debug_marker), "{what}: {detail}");
+            }
+        }
+    }
 }

@@ -43,6 +43,9 @@ pub struct ApiConfig {
     pub max_amount: Decimal,
     /// `LEDGER_BODY_LIMIT_BYTES`: larger request bodies get 413.
     pub body_limit_bytes: usize,
+    /// `LEDGER_BODY_READ_TIMEOUT_MS`: how long a request body may take to
+    /// arrive after its headers; later, 408 and the connection is closed.
+    pub body_read_timeout: Duration,
     /// `LEDGER_CORS_ORIGINS`: origins allowed to call the API from a browser;
     /// empty means no CORS headers at all.
     pub cors_origins: Vec<String>,
@@ -54,6 +57,7 @@ impl Default for ApiConfig {
             default_currency: Currency::parse(DEFAULT_CURRENCY).expect("USD is an ISO 4217 code"),
             max_amount: Decimal::from(DEFAULT_MAX_AMOUNT),
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            body_read_timeout: Duration::from_millis(DEFAULT_BODY_READ_TIMEOUT_MS),
             cors_origins: Vec::new(),
         }
     }
@@ -75,6 +79,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/ledge
 const DEFAULT_CURRENCY: &str = "USD";
 const DEFAULT_MAX_AMOUNT: i64 = 1_000_000_000_000;
 const DEFAULT_BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// 64 KiB in 10 s is 6.4 KB/s: slower than any client that is not stalling.
+const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// A configuration value that does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +114,8 @@ impl Config {
                 parse_max_amount,
             )?,
             body_limit_bytes: env.number("LEDGER_BODY_LIMIT_BYTES", DEFAULT_BODY_LIMIT_BYTES, 1)?,
+            body_read_timeout: env
+                .millis("LEDGER_BODY_READ_TIMEOUT_MS", DEFAULT_BODY_READ_TIMEOUT_MS)?,
             cors_origins: env
                 .get("LEDGER_CORS_ORIGINS")
                 .map(|origins| parse_origins(&origins))
@@ -251,6 +259,7 @@ mod tests {
         assert_eq!(config.api.default_currency.code(), "USD");
         assert_eq!(config.api.max_amount, Decimal::from(1_000_000_000_000_i64));
         assert_eq!(config.api.body_limit_bytes, 65_536);
+        assert_eq!(config.api.body_read_timeout, Duration::from_secs(10));
         assert!(config.api.cors_origins.is_empty());
         assert_eq!(config.log_format, LogFormat::Pretty);
         assert_eq!(config.horizon_interval, Duration::from_millis(100));
@@ -319,6 +328,7 @@ mod tests {
             ),
             ("LEDGER_ACQUIRE_TIMEOUT_MS", "-1", "negative time"),
             ("LEDGER_WORKERS", "0", "at least one worker"),
+            ("LEDGER_BODY_READ_TIMEOUT_MS", "0", "a body needs some time"),
         ];
         for (variable, value, why) in cases {
             let err = config_from(&[(variable, value)]).expect_err(why);

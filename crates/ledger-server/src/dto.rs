@@ -17,6 +17,7 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::timestamp::Timestamp;
 
 /// Decimal notation accepted in amounts and written in responses.
 const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
@@ -309,10 +310,13 @@ pub struct TransferRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListAccountsParams {
-    /// Page size, 1 to 1000 (default 50); larger values are refused.
+    /// Page size, 1 to 1000 (default 50); larger values are refused. A page
+    /// also stops once it passes about 1 MiB (always holding at least one
+    /// item), so it may hold fewer with a `next_cursor`.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page, unchanged: cursors are signed,
+    /// and any other value is refused with 400 `invalid_request`.
     pub cursor: Option<String>,
 }
 
@@ -321,15 +325,22 @@ pub struct ListAccountsParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
-    /// Page size, 1 to 1000 (default 50); larger values are refused.
+    /// Page size, 1 to 1000 (default 50); larger values are refused. A page
+    /// also stops once it passes about 1 MiB (always holding at least one
+    /// item), so it may hold fewer with a `next_cursor`.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page, unchanged: cursors are signed,
+    /// and any other value is refused with 400 `invalid_request`.
     pub cursor: Option<String>,
-    /// Only transfers at or after this time (RFC 3339).
-    pub from: Option<DateTime<Utc>>,
-    /// Only transfers at or before this time (RFC 3339).
-    pub to: Option<DateTime<Utc>>,
+    /// Only transfers at or after this time (RFC 3339, years 0000–9999;
+    /// truncated to whole microseconds, the ledger's precision).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub from: Option<Timestamp>,
+    /// Only transfers at or before this time (RFC 3339, years 0000–9999;
+    /// truncated to whole microseconds).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub to: Option<Timestamp>,
 }
 
 /// The point in time of a balance.
@@ -338,8 +349,11 @@ pub struct HistoryParams {
 #[into_params(parameter_in = Query)]
 pub struct BalanceParams {
     /// The balance including every transfer at or before this time (RFC 3339,
-    /// e.g. `2025-01-31T23:59:59Z`); the current balance when absent.
-    pub at: Option<DateTime<Utc>>,
+    /// e.g. `2025-01-31T23:59:59Z`, years 0000–9999; truncated to whole
+    /// microseconds, the ledger's precision, and echoed so); the current
+    /// balance when absent.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub at: Option<Timestamp>,
 }
 
 /// The default page size.
@@ -728,9 +742,12 @@ mod tests {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct JournalParams {
-    /// Chains include every transfer before this time (RFC 3339). It must be
-    /// final; the current final horizon when absent.
-    pub at: Option<DateTime<Utc>>,
+    /// Chains include every transfer before this time (RFC 3339, years
+    /// 0000–9999; truncated to whole microseconds, the ledger's precision,
+    /// and echoed so). It must be final; the current final horizon when
+    /// absent.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub at: Option<Timestamp>,
 }
 
 /// The digest of every source's hash chain as of a final time: an RFC 6962

@@ -53,8 +53,12 @@ pub enum ErrorCode {
     IdempotencyInFlight,
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge,
-    /// 415: the body is not `application/json`.
+    /// 415: the body is not `application/json`, or has a Content-Encoding
+    /// other than identity.
     UnsupportedMediaType,
+    /// 408: the request body did not arrive within the body read timeout;
+    /// the connection is closed.
+    RequestTimeout,
     /// 503: the database cannot be reached or is overloaded; retry later.
     Unavailable,
     /// 500: a bug. The body carries no internal detail.
@@ -81,6 +85,7 @@ impl ErrorCode {
             | Self::IdempotencyInFlight => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +110,7 @@ impl ErrorCode {
             Self::IdempotencyInFlight => "A request with this idempotency key is in flight",
             Self::PayloadTooLarge => "Request body too large",
             Self::UnsupportedMediaType => "Unsupported media type",
+            Self::RequestTimeout => "Request body timed out",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal server error",
         }
@@ -129,6 +135,7 @@ impl ErrorCode {
             Self::IdempotencyInFlight => "idempotency_in_flight",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -247,6 +254,11 @@ impl ResponseError for ApiError {
         }
         if let Some(allow) = self.allow {
             response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        if self.code == ErrorCode::RequestTimeout {
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request.
+            response.force_close();
         }
         response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
     }

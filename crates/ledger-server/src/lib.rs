@@ -5,12 +5,14 @@
 //! together; the black-box tests build the same server through [`app`].
 
 pub mod app;
+pub mod body;
 pub mod config;
 pub mod dto;
 pub mod error;
 pub mod handlers;
 pub mod idempotency;
 pub mod telemetry;
+pub mod timestamp;
 
 pub use app::{build_app, server, ApiDoc};
 pub use config::{ApiConfig, Config};

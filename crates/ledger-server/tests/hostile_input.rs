@@ -1033,6 +1033,15 @@ async fn malformed_bodies_headers_and_paths_get_a_4xx_problem_and_change_nothing
             "{why}: {}",
             response.lines().next().unwrap_or_default()
         );
+        // The known exception to "every error is a problem" (README, Hostile
+        // input): actix-http answers these itself, with an empty body and no
+        // request id; it offers no hook to render them. If it ever does, this
+        // fails and the README should change with it.
+        let lower = response.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-length: 0") && !lower.contains("x-request-id"),
+            "{why}: the parser's own 400 changed shape: {response}"
+        );
         sent += 1;
     }
 
@@ -1045,6 +1054,82 @@ async fn malformed_bodies_headers_and_paths_get_a_4xx_problem_and_change_nothing
         "malformed input: {sent} requests (bodies, bytes, content types, headers, paths, \
          oversized), all refused with a 4xx problem, ledger unchanged"
     );
+}
+
+#[tokio::test]
+async fn a_body_dribbled_slower_than_the_read_timeout_gets_408_and_a_closed_connection() {
+    let db = TestDatabase::create().await.expect("a test database");
+    let server = LedgerProcess::start(db.url(), &[("LEDGER_BODY_READ_TIMEOUT_MS", "1000")]);
+    let host = server.address().trim_start_matches("http://").to_owned();
+    let body = br#"{"metadata": {"note": "one byte at a time"}}"#;
+    let mut stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("a connection");
+    let head = format!(
+        "POST /accounts HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("the headers are sent");
+    let started = Instant::now();
+
+    // One byte every 300 ms: the 43-byte body would take 13 s. Stop writing
+    // as soon as the server has answered (or closed).
+    let (mut reader, mut writer) = stream.into_split();
+    let dribble = async move {
+        for byte in body {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let mut response = Vec::new();
+    let read = async { reader.read_to_end(&mut response).await };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::select! {
+            read = read => read,
+            () = dribble => Ok(0),
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+
+    let read = outcome.expect("the server answered within 10 s");
+    assert!(read.is_ok(), "the connection was closed cleanly: {read:?}");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    assert!(
+        response.starts_with("HTTP/1.1 408"),
+        "a stalled body times out: {response}"
+    );
+    let lower = response.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: application/problem+json"),
+        "{response}"
+    );
+    assert!(lower.contains("connection: close"), "{response}");
+    assert!(
+        response.contains(r#""code":"request_timeout""#),
+        "{response}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < PROMPT,
+        "answered after {elapsed:?}, expected about the 1 s timeout"
+    );
+    // Nothing was opened.
+    let sql = db.connect().await.expect("a plain connection");
+    let accounts: i64 = sql
+        .query_one(
+            "select count(*) from ledger.accounts where not is_system",
+            &[],
+        )
+        .await
+        .expect("a count")
+        .get(0);
+    assert_eq!(accounts, 0);
 }
 
 /// POSTs `body` with `Transfer-Encoding: chunked` (no length to refuse it

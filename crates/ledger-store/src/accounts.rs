@@ -7,6 +7,7 @@ use ledger_domain::{
 };
 use tracing::instrument;
 
+use crate::balances::PAGE_BYTE_BUDGET;
 use crate::error::{is_unique_violation, violates};
 use crate::idempotency::{claim, Claim, Idempotency};
 use crate::records::{
@@ -16,6 +17,13 @@ use crate::{Ledger, StoreError};
 
 /// The largest page a list may return.
 pub const MAX_PAGE_SIZE: u32 = 1_000;
+
+/// The scope of account-list cursors (see `cursor`).
+const ACCOUNTS_SCOPE: &str = "accounts";
+
+/// An account's estimated size in the response: its metadata as PostgreSQL
+/// writes it out plus 256 bytes for the other fields (about 230 in practice).
+const ACCOUNT_ROW_BYTES: &str = "(256 + coalesce(octet_length(metadata::text), 0))";
 
 impl Ledger {
     /// Opens an account, funding it with `initial_balance` (a deposit from the
@@ -125,7 +133,9 @@ impl Ledger {
     }
 
     /// Lists accounts in id order (UUIDv7 ids make that creation order),
-    /// after `cursor` (the last id of the previous page).
+    /// after `cursor` (the last id of the previous page): at most `limit`
+    /// accounts, and no more than about [`PAGE_BYTE_BUDGET`] bytes of them
+    /// (always at least one).
     pub async fn list_accounts(
         &self,
         cursor: Option<&str>,
@@ -133,31 +143,57 @@ impl Ledger {
     ) -> Result<Page<Account>, StoreError> {
         let after = match cursor {
             None => uuid::Uuid::nil(),
-            Some(text) => text
+            Some(text) => self
+                .cursor_key()
+                .await?
+                .open(ACCOUNTS_SCOPE, text)?
                 .parse::<uuid::Uuid>()
                 .map_err(|_| StoreError::InvalidCursor)?,
         };
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let client = self.client().await?;
+        // The byte budget is applied in SQL, so accounts past it are neither
+        // sent nor have their balance computed (see `history`).
         let statement = client
             .prepare_cached(&format!(
-                "select {ACCOUNT_COLUMNS} from ledger.accounts \
-                  where account_id > $1 order by account_id limit $2"
+                "select {ACCOUNT_COLUMNS}, matched from (
+                   select account_id, currency_code, is_system, created_at, closed_at, metadata,
+                          sum({ACCOUNT_ROW_BYTES}) over (order by account_id)
+                            - {ACCOUNT_ROW_BYTES} as bytes_before,
+                          count(*) over () as matched
+                     from (select account_id, currency_code, is_system, created_at, closed_at,
+                                  metadata
+                             from ledger.accounts
+                            where account_id > $1 order by account_id limit $2) a
+                 ) p
+                 where bytes_before < $3
+                 order by account_id"
             ))
             .await?;
         // One more than asked tells whether there is a next page.
         let rows = client
-            .query(&statement, &[&after, &(i64::from(limit) + 1)])
+            .query(
+                &statement,
+                &[&after, &(i64::from(limit) + 1), &PAGE_BYTE_BUDGET],
+            )
             .await?;
+        let matched: i64 = match rows.first() {
+            Some(row) => row.try_get("matched")?,
+            None => 0,
+        };
         let mut items = rows
             .iter()
             .map(account_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|account| account.id.to_string())
-        } else {
-            None
+        let more = items.len() > limit as usize || matched > items.len() as i64;
+        items.truncate(limit as usize);
+        let next_cursor = match items.last() {
+            Some(account) if more => Some(
+                self.cursor_key()
+                    .await?
+                    .seal(ACCOUNTS_SCOPE, &account.id.to_string()),
+            ),
+            _ => None,
         };
         Ok(Page { items, next_cursor })
     }

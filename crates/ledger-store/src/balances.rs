@@ -66,17 +66,21 @@ impl Ledger {
         })
     }
 
-    /// The transfers into and out of `account`, newest first.
+    /// The transfers into and out of `account`, newest first: at most
+    /// `query.limit` entries, and no more than about [`PAGE_BYTE_BUDGET`]
+    /// bytes of them (always at least one).
     pub async fn history(
         &self,
         account: AccountId,
         query: &HistoryQuery,
     ) -> Result<Page<HistoryEntry>, StoreError> {
+        let scope = format!("history:{account}");
         // Absent bounds are NULL and become ±infinity in SQL: chrono's own
         // extremes lie outside PostgreSQL's timestamp range.
         let (before_time, before_id) = match &query.cursor {
             Some(cursor) => {
-                let (time, id) = parse_history_cursor(cursor)?;
+                let position = self.cursor_key().await?.open(&scope, cursor)?;
+                let (time, id) = parse_history_position(position)?;
                 (Some(time), Some(id))
             }
             None => (None, None),
@@ -88,24 +92,34 @@ impl Ledger {
         let client = self.client().await?;
         exists(&client, account).await?;
         // Each half walks its own (account, created_at) index backwards; the
-        // merge keeps the newest `limit`. The balance right after the newest
-        // entry comes from the same statement (one snapshot): the balance at
-        // its time, less what entries of the same microsecond that order
-        // before it moved; every older entry's follows by walking the page.
+        // merge keeps the newest `limit`. The byte budget is applied in SQL,
+        // so rows past it are never sent: a page of 1,000 rows with 16 KiB
+        // of metadata each was 16 MB in the server's memory (issue 9). The
+        // balance right after the newest entry comes from the same statement
+        // (one snapshot): the balance at its time, less what entries of the
+        // same microsecond that order before it moved; every older entry's
+        // follows by walking the page.
         let statement = client
             .prepare_cached(&format!(
                 "with page as (
                    select * from (
-                     (select {TRANSFER_COLUMNS}, 'out' as direction from ledger.transfers
-                       where source_account_id = $1 {WINDOW}
-                       order by created_at desc, transfer_id desc limit $6)
-                     union all
-                     (select {TRANSFER_COLUMNS}, 'in' as direction from ledger.transfers
-                       where destination_account_id = $1 {WINDOW}
-                       order by created_at desc, transfer_id desc limit $6)
-                   ) h
-                   order by created_at desc, transfer_id desc
-                   limit $6),
+                     select h.*,
+                            sum({ROW_BYTES}) over (order by created_at desc, transfer_id desc)
+                              - {ROW_BYTES} as bytes_before,
+                            count(*) over () as matched
+                       from (
+                         (select {TRANSFER_COLUMNS}, 'out' as direction from ledger.transfers
+                           where source_account_id = $1 {WINDOW}
+                           order by created_at desc, transfer_id desc limit $6)
+                         union all
+                         (select {TRANSFER_COLUMNS}, 'in' as direction from ledger.transfers
+                           where destination_account_id = $1 {WINDOW}
+                           order by created_at desc, transfer_id desc limit $6)
+                       ) h
+                      order by created_at desc, transfer_id desc
+                      limit $6
+                   ) p
+                   where bytes_before < $7),
                  newest as (
                    select created_at, transfer_id from page
                     order by created_at desc, transfer_id desc limit 1)
@@ -134,6 +148,7 @@ impl Ledger {
                     &before_time,
                     &before_id,
                     &limit,
+                    &PAGE_BYTE_BUDGET,
                 ],
             )
             .await?;
@@ -142,7 +157,9 @@ impl Ledger {
             Some(row) => row.try_get::<_, Decimal>("newest_balance_after")?,
             None => Decimal::ZERO,
         };
+        let mut matched = 0_i64;
         for row in &rows {
+            matched = row.try_get("matched")?;
             let transfer = transfer_from_row(row)?;
             let direction = match row.try_get::<_, &str>("direction")? {
                 "out" => Direction::Out,
@@ -161,21 +178,34 @@ impl Ledger {
             balance_after = before;
         }
         let page_size = (limit - 1) as usize;
-        let next_cursor = if items.len() > page_size {
-            items.truncate(page_size);
-            items.last().map(|entry| {
-                format!(
+        // More follows when the page is cut by the row limit, or by the byte
+        // budget (rows matched that were not sent).
+        let more = items.len() > page_size || matched > items.len() as i64;
+        items.truncate(page_size);
+        let next_cursor = match items.last() {
+            Some(entry) if more => {
+                let position = format!(
                     "{}_{}",
                     entry.transfer.created_at.timestamp_micros(),
                     entry.transfer.id
-                )
-            })
-        } else {
-            None
+                );
+                Some(self.cursor_key().await?.seal(&scope, &position))
+            }
+            _ => None,
         };
         Ok(Page { items, next_cursor })
     }
 }
+
+/// About how many bytes of response a page may hold: rows are added while
+/// the estimated size of the rows before them is below this, so a page is at
+/// most this plus one row (about 17 KiB), and never empty.
+pub const PAGE_BYTE_BUDGET: i64 = 1 << 20;
+
+/// A history row's estimated size in the response: its metadata as
+/// PostgreSQL writes it out (at least as long as the compact JSON the API
+/// sends) plus 512 bytes for the other fields (about 400 in practice).
+const ROW_BYTES: &str = "(512 + coalesce(octet_length(metadata::text), 0))";
 
 /// The history window: `$2` from, `$3` to, `$4`/`$5` the cursor (time, id);
 /// NULL means unbounded.
@@ -205,12 +235,15 @@ async fn exists(client: &impl GenericClient, account: AccountId) -> Result<(), S
     }
 }
 
-/// History cursors are `<created_at in µs>_<transfer id>` of the last entry
-/// returned: opaque to clients, stable across inserts.
-fn parse_history_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), StoreError> {
-    let (micros, id) = cursor.split_once('_').ok_or(StoreError::InvalidCursor)?;
+/// A history cursor's position is `<created_at in µs>_<transfer id>` of the
+/// last entry returned: stable across inserts. Its MAC (see `cursor`) has
+/// been checked already; the range check is the second line of defence.
+fn parse_history_position(position: &str) -> Result<(DateTime<Utc>, Uuid), StoreError> {
+    let (micros, id) = position.split_once('_').ok_or(StoreError::InvalidCursor)?;
     let micros: i64 = micros.parse().map_err(|_| StoreError::InvalidCursor)?;
-    let time = DateTime::<Utc>::from_timestamp_micros(micros).ok_or(StoreError::InvalidCursor)?;
+    let time = DateTime::<Utc>::from_timestamp_micros(micros)
+        .filter(|time| (database_min()..=database_max()).contains(time))
+        .ok_or(StoreError::InvalidCursor)?;
     let id = id.parse().map_err(|_| StoreError::InvalidCursor)?;
     Ok((time, id))
 }

@@ -13,6 +13,7 @@
 mod accounts;
 mod balances;
 mod config;
+mod cursor;
 mod error;
 mod horizon;
 mod idempotency;
@@ -28,9 +29,11 @@ use std::sync::{Arc, RwLock};
 use deadpool_postgres::Pool;
 use ledger_domain::AccountId;
 
+use crate::cursor::CursorKey;
 use crate::slots::Slots;
 
 pub use accounts::MAX_PAGE_SIZE;
+pub use balances::PAGE_BYTE_BUDGET;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use journal::{Digest, InclusionProof, VerifyReport, Violation};
@@ -58,6 +61,9 @@ pub struct Ledger {
     /// a bound of their own a burst of them would take the whole pool and
     /// stall every other request.
     journal_slots: Slots,
+    /// The key pagination cursors are signed with, read once from the
+    /// database (see `sql/V2__cursor_secret.sql`).
+    cursor_key: Arc<tokio::sync::OnceCell<CursorKey>>,
 }
 
 impl Ledger {
@@ -70,6 +76,7 @@ impl Ledger {
             journal_slots: Slots::new(config.journal_concurrency.max(1)),
             config: Arc::new(config),
             known_system_accounts: Arc::default(),
+            cursor_key: Arc::default(),
         })
     }
 
@@ -89,6 +96,20 @@ impl Ledger {
         } else {
             Err(StoreError::Unavailable("schema is not migrated".into()))
         }
+    }
+
+    /// The cursor key, read from the database on first use: it never
+    /// changes while the service runs.
+    async fn cursor_key(&self) -> Result<&CursorKey, StoreError> {
+        self.cursor_key
+            .get_or_try_init(|| async {
+                let client = self.client().await?;
+                let row = client
+                    .query_one("select secret from ledger.cursor_secret", &[])
+                    .await?;
+                CursorKey::new(row.try_get::<_, &[u8]>(0)?)
+            })
+            .await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

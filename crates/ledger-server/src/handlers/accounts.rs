@@ -14,6 +14,7 @@ use crate::dto::{
 use crate::error::{ApiError, Problem};
 use crate::handlers::AppState;
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
+use crate::timestamp::instant;
 
 /// Opens an account, optionally with an initial balance deposited in the
 /// same transaction.
@@ -190,7 +191,7 @@ pub async fn balance(
 ) -> Result<HttpResponse, ApiError> {
     let account = AccountId::from(*id);
     let balance = match params.at {
-        Some(at) => state.ledger.balance_at(account, at).await?,
+        Some(at) => state.ledger.balance_at(account, at.get()).await?,
         None => state.ledger.balance(account).await?,
     };
     Ok(HttpResponse::Ok().json(BalanceDto::from(balance)))
@@ -219,8 +220,8 @@ pub async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let query = HistoryQuery {
-        from: params.from,
-        to: params.to,
+        from: instant(params.from),
+        to: instant(params.to),
         cursor: params.cursor,
         limit: page_size(params.limit)?,
     };

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::dto::{DigestDto, JournalParams, ProofDto};
 use crate::error::{ApiError, Problem};
 use crate::handlers::AppState;
+use crate::timestamp::instant;
 
 /// The digest of every source's hash chain as of a final time.
 #[utoipa::path(
@@ -30,7 +31,7 @@ pub async fn digest(
     state: web::Data<AppState>,
     params: web::Query<JournalParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let digest = state.ledger.digest(params.at).await?;
+    let digest = state.ledger.digest(instant(params.at)).await?;
     Ok(HttpResponse::Ok().json(DigestDto::from(digest)))
 }
 
@@ -57,6 +58,9 @@ pub async fn proof(
     id: web::Path<Uuid>,
     params: web::Query<JournalParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let proof = state.ledger.proof(TransferId::from(*id), params.at).await?;
+    let proof = state
+        .ledger
+        .proof(TransferId::from(*id), instant(params.at))
+        .await?;
     Ok(HttpResponse::Ok().json(ProofDto::from(proof)))
 }
