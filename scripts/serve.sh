@@ -12,7 +12,19 @@
 #
 # Every LEDGER_* variable in the environment is passed through (see the
 # README's Configuration section), e.g. LEDGER_LISTEN_ADDR=0.0.0.0:8080.
+#
+#   scripts/serve.sh --reset   drops the development database first. Needed
+#   once when `ledger` says the database "was created by an older development
+#   schema": before the first release the migrations were reshaped in place
+#   (from then on they only move forward).
 set -euo pipefail
+
+reset=0
+case "${1:-}" in
+  "") ;;
+  --reset) reset=1 ;;
+  *) printf 'usage: %s [--reset]\n' "$0" >&2; exit 2 ;;
+esac
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,6 +53,10 @@ find_psql() {
 PSQL="$(find_psql)"
 [[ -n "$PSQL" ]] || { log "psql not found (ensure-postgres.sh should have installed it)"; exit 1; }
 
+if (( reset )); then
+  log "dropping database $DB_NAME (--reset)"
+  "$PSQL" "$ADMIN_URL" -X -w -qc "drop database if exists $DB_NAME with (force)" >&2
+fi
 exists="$("$PSQL" "$ADMIN_URL" -X -w -Atqc "select 1 from pg_database where datname = '$DB_NAME'")"
 if [[ "$exists" != 1 ]]; then
   log "creating database $DB_NAME"

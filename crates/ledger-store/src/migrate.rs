@@ -1,7 +1,5 @@
 use std::ops::DerefMut;
 
-use anyhow::Context;
-
 use crate::{Ledger, StoreError};
 
 mod embedded {
@@ -21,11 +19,32 @@ impl Ledger {
         let result = embedded::migrations::runner()
             .set_abort_divergent(true)
             .run_async(client)
-            .await
-            .context("Failed to apply migrations");
+            .await;
         client
             .execute("select pg_advisory_unlock(7406114723)", &[])
             .await?;
-        result.map(drop).map_err(StoreError::Internal)
+        match result {
+            Ok(_) => Ok(()),
+            // Before the first release the schema was reshaped in place; a
+            // development database made by an earlier build cannot be
+            // migrated forward and must be recreated. Say so plainly.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    refinery::error::Kind::DivergentVersion(..)
+                        | refinery::error::Kind::MissingVersion(..)
+                ) =>
+            {
+                Err(StoreError::Config(format!(
+                    "this database was created by an older development schema ({}); \
+                     it cannot be migrated forward: recreate it (scripts/serve.sh --reset \
+                     drops and recreates the development database)",
+                    err.kind()
+                )))
+            }
+            Err(err) => Err(StoreError::Internal(
+                anyhow::Error::new(err).context("Failed to apply migrations"),
+            )),
+        }
     }
 }

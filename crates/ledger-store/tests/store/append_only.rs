@@ -49,10 +49,65 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
         "1.00",
     )
     .await;
+    let closed = open(&ledger, "0").await;
+    ledger.close_account(closed, None).await.expect("close");
+    let closing = open(&ledger, "0").await;
+    let unknown = ledger_domain::AccountId::generate();
     let client = database.connect().await.expect("connect");
+    // A close in progress, by hand: a running transaction named by the mark.
+    let mut closer = database.connect().await.expect("connect");
+    let closing_tx = closer.transaction().await.expect("begin");
+    let xid: i64 = closing_tx
+        .query_one("select pg_current_xact_id()::text::bigint", &[])
+        .await
+        .expect("xid")
+        .get(0);
+    client
+        .execute(
+            "update ledger.accounts set closing_at = clock_timestamp(),
+                    closing_xid = $2::bigint::text::xid8 where account_id = $1",
+            &[&closing.as_uuid(), &xid],
+        )
+        .await
+        .expect("mark");
 
     // (source, seq, destination, currency, amount, the constraint that must fire)
     let cases = [
+        (
+            unknown,
+            0,
+            b,
+            "USD",
+            "1.00",
+            "transfers_source_account_id_fkey",
+        ),
+        (
+            a,
+            0,
+            unknown,
+            "USD",
+            "1.00",
+            "transfers_destination_account_id_fkey",
+        ),
+        (closed, 0, b, "USD", "1.00", "transfers_source_open"),
+        (a, 0, closed, "USD", "1.00", "transfers_destination_open"),
+        (closing, 0, b, "USD", "1.00", "transfers_source_not_closing"),
+        (
+            a,
+            0,
+            closing,
+            "USD",
+            "1.00",
+            "transfers_destination_not_closing",
+        ),
+        (
+            a,
+            0,
+            b,
+            "USD",
+            "1000000000000000.01",
+            "transfers_amount_ceiling",
+        ),
         (a, 0, b, "USD", "11.00", "transfers_no_overdraft"),
         (a, 1, b, "USD", "1.00", "transfers_sequence_contiguous"),
         (a, 0, b, "USD", "0.001", "transfers_amount_scale"),
@@ -86,4 +141,5 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
         .expect("count")
         .get(0);
     assert_eq!(count, 2, "only the two opening deposits exist");
+    closing_tx.rollback().await.expect("rollback");
 }
