@@ -184,9 +184,33 @@ def table(results):
     return lines
 
 
+def reference(out):
+    """PostgreSQL's own append limit (../shared/bench-reference/run.sh), by script."""
+    path = os.path.join(out, "reference.jsonl")
+    if not os.path.exists(path):
+        return None
+    lines = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    return {line["reference"]: line for line in lines} or None
+
+
 def targets(results):
     lines = []
     pg, tp, hot, classic = (results.get(k) for k in ("pgbench", "throughput", "hot", "classic"))
+    ref = (results.get("reference") or {}).get("append")
+    if ref and ref.get("rows_per_s"):
+        limit = ref["rows_per_s"]
+        if pg:
+            ratio = pg["rows_per_s"] / limit
+            results["ratios"]["store_over_reference"] = ratio
+            lines.append(f"- Store's SQL / reference append ({limit:,.0f} rows/s): **{ratio:.2f}×** "
+                         f"(target ≥ 0.5: {verdict(ratio >= 0.5)})")
+        if tp:
+            ratio = tp["transfers_201_per_s"] / limit
+            results["ratios"]["http_over_reference"] = ratio
+            lines.append(f"- HTTP uniform / reference append: **{ratio:.2f}×** "
+                         f"(target ≥ 0.3: {verdict(ratio >= 0.3)})")
+    else:
+        lines.append("- No reference run: store_over_reference and http_over_reference left out")
     if pg and tp:
         ratio = tp["transfers_201_per_s"] / pg["rows_per_s"] if pg["rows_per_s"] else 0
         results["ratios"]["http_over_postgres"] = ratio
@@ -309,6 +333,9 @@ def main():
     pg = pgbench(out)
     if pg:
         results["pgbench"] = pg
+    ref = reference(out)
+    if ref:
+        results["reference"] = ref
     for name in ["throughput", "hot", "hotzipf", "classic"] + [
             os.path.basename(p)[:-5] for p in glob.glob(os.path.join(out, "knee-*.json"))]:
         run = http(out, name)

@@ -27,6 +27,11 @@
 # HTML reports and the raw logs. The machine (cores, memory, load) is
 # recorded with the figures: load generator, service and PostgreSQL share it.
 #
+# Before step 1, ../shared/bench-reference/run.sh (BENCH_REFERENCE) measures
+# PostgreSQL's own append limit on the same server (REFERENCE_SECS, 30 s per
+# script); results.json's `ratios` state the store and HTTP figures as
+# fractions of it (store_over_reference, http_over_reference).
+#
 # Knobs (environment): BENCH_SECS (60: pgbench and HTTP throughput),
 # BENCH_CLIENTS (64), BENCH_ACCOUNTS (10000), BENCH_HOT_SECS (30),
 # BENCH_CLASSIC_USERS (1000), BENCH_CLASSIC_SECS (120, after a ramp-up of
@@ -179,6 +184,22 @@ cat "$OUT/setup.json" >&2
 ll_psql "$SEED_URL" -c "vacuum analyze" >&2
 
 if [[ "$mode" != knee ]]; then
+  # PostgreSQL's own limit for appending a row, measured here and now, so
+  # that every figure below can be stated as a ratio of it (ratios move far
+  # less from run to run than absolute numbers).
+  REFERENCE="${BENCH_REFERENCE:-../shared/bench-reference/run.sh}"
+  if [[ -x "$REFERENCE" || -f "$REFERENCE" ]]; then
+    phase "0/4 reference: $REFERENCE ($CLIENTS clients, ${REFERENCE_SECS:-30} s per script)"
+    DBS+=(ledger_bench_reference)
+    ll_fresh_db "$ADMIN_URL" ledger_bench_reference
+    bash "$REFERENCE" "$(ll_with_database "$ADMIN_URL" ledger_bench_reference)" "$CLIENTS" \
+        "${REFERENCE_SECS:-30}" > "$OUT/reference.jsonl" 2> "$OUT/reference.log" \
+      || ll_log "the reference run failed (see $OUT/reference.log); carrying on without it"
+    cat "$OUT/reference.jsonl" >&2 || true
+  else
+    ll_log "no reference script at $REFERENCE (BENCH_REFERENCE overrides): ratios to it are left out"
+  fi
+
   phase "1/4 PostgreSQL limit: pgbench -M prepared -c $CLIENTS -j 2 -T $SECS, the store's SQL"
   "$LOAD" pgbench-script --accounts "$ACCOUNTS" > "$OUT/transfer.pgbench"
   pg_phase() {

@@ -111,6 +111,35 @@ async fn a_transfer_is_proven_against_a_digest_stored_earlier() {
     proof.expect_status(200);
     assert_eq!(proof.body["digest"], stored);
     assert!(check(&proof.body, stored["root"].as_str().expect("root")));
+    // The first link is the transfer itself, in the README's encoding:
+    // ledger-transfer-v2|id|source|seq|destination|currency|amount|
+    // created_at µs|source_outgoing_total|source_balance_after|metadata.
+    let encoding = proof.body["chain"][0]["encoding"]
+        .as_str()
+        .expect("encoding");
+    let fields: Vec<&str> = encoding.splitn(11, '|').collect();
+    let created_at_micros = chrono::DateTime::parse_from_rfc3339(transfer.str("created_at"))
+        .expect("created_at")
+        .timestamp_micros()
+        .to_string();
+    let seq = transfer.body["source_seq"].to_string();
+    assert_eq!(
+        fields,
+        [
+            "ledger-transfer-v2",
+            id,
+            transfer.str("source"),
+            seq.as_str(),
+            transfer.str("destination"),
+            "USD",
+            "2.50",
+            created_at_micros.as_str(),
+            "2.50",
+            transfer.str("source_balance_after"),
+            "",
+        ],
+        "{encoding}"
+    );
 
     let mut forged = proof.body.clone();
     forged["chain"][0]["encoding"] = json!(forged["chain"][0]["encoding"]
