@@ -4,8 +4,13 @@
 #   scripts/schemathesis.sh                                 (the full run: ≥ 5,000 requests)
 #   SCHEMATHESIS_MAX_EXAMPLES=10 scripts/schemathesis.sh    (a short run, as CI does)
 #
-# 1. installs schemathesis (pinned: SCHEMATHESIS_VERSION) from PyPI into a
-#    virtualenv under target/schemathesis/, unless that version is there;
+# 1. installs schemathesis and every package it needs at the versions and
+#    hashes of scripts/requirements/schemathesis.txt (pip --require-hashes)
+#    into a virtualenv under target/schemathesis/; the virtualenv is made
+#    anew when that lock file or python3 changes, and reused otherwise;
+#    prints the versions used (python3, pip, schemathesis, hypothesis, psql,
+#    the PostgreSQL server): Debian's packages are not pinned, so the output
+#    records them;
 # 2. makes PostgreSQL available (scripts/ensure-postgres.sh), creates a
 #    throwaway database, builds `ledger` (the debug build cargo test shares);
 # 3. serves it on a free 127.0.0.1 port and runs every schemathesis phase
@@ -28,7 +33,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO="$PWD"
 
-VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+LOCK_REL="scripts/requirements/schemathesis.txt"
+LOCK="$REPO/$LOCK_REL"
 if [[ -n "${SCHEMATHESIS_MAX_EXAMPLES:-}" ]]; then
   MAX_EXAMPLES="$SCHEMATHESIS_MAX_EXAMPLES"
   MIN_REQUESTS="${SCHEMATHESIS_MIN_REQUESTS:-1}"
@@ -38,6 +44,7 @@ else
 fi
 WORKDIR="${CARGO_TARGET_DIR:-$REPO/target}/schemathesis"
 VENV="$WORKDIR/venv"
+STAMP="$VENV/.ledger-lock-stamp"
 REPORT="$WORKDIR/report.ndjson"
 SERVER_LOG="$WORKDIR/server.log"
 
@@ -46,14 +53,16 @@ die() { log "error: $*"; exit 1; }
 
 [[ "$MAX_EXAMPLES" =~ ^[1-9][0-9]*$ ]] || die "SCHEMATHESIS_MAX_EXAMPLES must be a positive number, got '$MAX_EXAMPLES'"
 [[ "$MIN_REQUESTS" =~ ^[0-9]+$ ]] || die "SCHEMATHESIS_MIN_REQUESTS must be a number, got '$MIN_REQUESTS'"
+[[ -z "${SCHEMATHESIS_VERSION:-}" ]] \
+  || die "SCHEMATHESIS_VERSION is no longer read: versions are pinned in $LOCK_REL (README, Schemathesis, says how to change them)"
+[[ -f "$LOCK" ]] || die "$LOCK_REL is missing"
 mkdir -p "$WORKDIR"
 
-# --- 1. schemathesis, once --------------------------------------------------
-installed_version() {
-  "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true
-}
-if [[ "$(installed_version)" != "$VERSION" ]]; then
-  command -v python3 >/dev/null 2>&1 || die "python3 is required"
+# --- 1. the locked Python environment, once ---------------------------------
+command -v python3 >/dev/null 2>&1 || die "python3 is required"
+# The venv is valid for one lock file and one python3: both go into its stamp.
+want_stamp="$(sha256sum <"$LOCK" | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+if [[ "$(cat "$STAMP" 2>/dev/null || true)" != "$want_stamp" ]] || ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
   if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     command -v apt-get >/dev/null 2>&1 || die "python3's venv module is missing; install python3-venv"
     sudo=()
@@ -63,11 +72,16 @@ if [[ "$(installed_version)" != "$VERSION" ]]; then
         && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; } >&2 \
       || die "apt-get install python3-venv failed"
   fi
-  log "installing schemathesis $VERSION into $VENV"
+  log "installing $LOCK_REL into $VENV"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION" >&2
-  [[ "$(installed_version)" == "$VERSION" ]] || die "schemathesis $VERSION did not install"
+  # --require-hashes: every package, dependencies included, must be in the
+  # lock with its hash; --no-deps: nothing outside the lock gets in.
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    --require-hashes --no-deps -r "$LOCK" >&2 \
+    || die "pip install -r $LOCK_REL failed"
+  "$VENV/bin/pip" check >&2 || die "the packages of $LOCK_REL do not fit together (pip check)"
+  printf '%s\n' "$want_stamp" >"$STAMP"
 fi
 
 # --- 2. database and binary -------------------------------------------------
@@ -79,6 +93,18 @@ find_psql() {
 }
 PSQL="$(find_psql)"
 [[ -n "$PSQL" ]] || die "psql not found"
+
+# What this run used. The Python packages come from the lock; Debian's
+# (python3 itself, psql, the server) can change under us, so say which.
+python_versions="$("$VENV/bin/python" - <<'EOF'
+import importlib.metadata as m, os, sys
+print(f"python {sys.version.split()[0]} ({os.path.realpath(sys.executable)}), pip {m.version('pip')}, "
+      f"schemathesis {m.version('schemathesis')}, hypothesis {m.version('hypothesis')}")
+EOF
+)"
+psql_version="$("$PSQL" --version | sed 's/^psql (PostgreSQL) //')"
+server_version="$("$PSQL" "$ADMIN_URL" -X -w -Atqc 'show server_version' 2>/dev/null || echo unknown)"
+log "versions: $python_versions (from $LOCK_REL, sha256 ${want_stamp:0:12}); psql $psql_version; PostgreSQL server $server_version"
 DB_NAME="ledger_schemathesis_$(date +%s)_$$"
 # The admin URL with its database replaced (query string kept).
 base="${ADMIN_URL%%\?*}"; query=""
@@ -123,7 +149,7 @@ for _ in range(600):
         time.sleep(0.1)
 sys.exit(1)
 EOF
-log "service up at $ADDRESS (database $DB_NAME); schemathesis $VERSION, $MAX_EXAMPLES examples per operation"
+log "service up at $ADDRESS (database $DB_NAME); $MAX_EXAMPLES examples per operation"
 
 seed=()
 [[ -n "${SCHEMATHESIS_SEED:-}" ]] && seed=(--seed "$SCHEMATHESIS_SEED")
