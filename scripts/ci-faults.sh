@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The part of the reliability suites that `cargo test` does not run, in its
-# CI size: a short schemathesis run (about 500 generated requests, ~20 s
-# after the first install of schemathesis into target/).
+# CI size: a short schemathesis run (about 600 generated requests, one
+# worker, ~20 s after the first install of the locked Python environment
+# into target/; a crash of schemathesis itself is retried once, a failure
+# never: see scripts/schemathesis.sh).
 #
 #   scripts/ci-faults.sh
 #
