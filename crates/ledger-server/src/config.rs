@@ -27,6 +27,10 @@ pub struct Config {
     pub acquire_timeout: Duration,
     /// `LEDGER_HORIZON_INTERVAL_MS`: how often the horizon ticker runs.
     pub horizon_interval: Duration,
+    /// `LEDGER_JOURNAL_CONCURRENCY`: most journal digests and proofs computed
+    /// at once (each holds one connection; the rest wait their turn, so a
+    /// burst of proofs cannot take the pool from other requests).
+    pub journal_concurrency: usize,
     /// `LEDGER_LOG_FORMAT`: pretty (for people) or JSON (for machines).
     pub log_format: LogFormat,
     /// The part of the configuration the HTTP handlers need.
@@ -140,6 +144,7 @@ impl Config {
             statement_timeout: env.millis("LEDGER_STATEMENT_TIMEOUT_MS", 5_000)?,
             acquire_timeout: env.millis("LEDGER_ACQUIRE_TIMEOUT_MS", 2_000)?,
             horizon_interval: env.millis("LEDGER_HORIZON_INTERVAL_MS", 100)?,
+            journal_concurrency: env.number("LEDGER_JOURNAL_CONCURRENCY", 2, 1)?,
             log_format: env.parse_with("LEDGER_LOG_FORMAT", "pretty", |v| match v {
                 "pretty" => Ok(LogFormat::Pretty),
                 "json" => Ok(LogFormat::Json),
@@ -155,6 +160,7 @@ impl Config {
         store.pool_size = self.pool_size;
         store.statement_timeout = self.statement_timeout;
         store.acquire_timeout = self.acquire_timeout;
+        store.journal_concurrency = self.journal_concurrency;
         store
     }
 }
