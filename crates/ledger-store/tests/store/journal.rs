@@ -190,3 +190,44 @@ async fn the_rust_encoding_matches_the_database_encoding() {
         "{in_sql}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
+    let (database, _) = database().await;
+    // A small pool and a short wait for a connection: a proof that held two
+    // connections at once (hold and wait) left four concurrent ones each
+    // waiting for a second connection nobody would free.
+    let ledger = database.ledger_with(|config| {
+        config.pool_size = 4;
+        config.acquire_timeout = Duration::from_millis(500);
+    });
+    let a = open(&ledger, "10.00").await;
+    let b = open(&ledger, "0").await;
+    let proven = ledger
+        .transfer(a, b, dec("1.00"), None, None)
+        .await
+        .expect("transfer")
+        .value;
+    let at = final_now(&ledger).await;
+
+    let proofs = (0..32).map(|_| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.proof(proven.id, Some(at)).await })
+    });
+    let reads = (0..32).map(|_| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.get_account(a).await })
+    });
+    let (proofs, reads) = tokio::join!(
+        futures::future::join_all(proofs),
+        futures::future::join_all(reads)
+    );
+    for proof in proofs {
+        let proof = proof.expect("task").expect("every proof is served");
+        assert!(proof.verify());
+    }
+    for read in reads {
+        read.expect("task")
+            .expect("reads are served beside the proofs");
+    }
+}
