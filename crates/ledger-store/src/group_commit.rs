@@ -143,6 +143,11 @@ pub struct GroupCommitMetrics {
     pub queue_wait_us: AtomicU64,
     /// The longest such wait, µs.
     pub longest_queue_wait_us: AtomicU64,
+    /// Sum of the time groups took, from taking their legs to answering
+    /// them, µs: how busy the leaders were.
+    pub group_us: AtomicU64,
+    /// The longest group, µs.
+    pub longest_group_us: AtomicU64,
 }
 
 /// A copy of [`GroupCommitMetrics`] at one moment.
@@ -168,6 +173,10 @@ pub struct GroupCommitStats {
     pub queue_wait_us: u64,
     /// See [`GroupCommitMetrics::longest_queue_wait_us`].
     pub longest_queue_wait_us: u64,
+    /// See [`GroupCommitMetrics::group_us`].
+    pub group_us: u64,
+    /// See [`GroupCommitMetrics::longest_group_us`].
+    pub longest_group_us: u64,
 }
 
 impl GroupCommitMetrics {
@@ -185,6 +194,8 @@ impl GroupCommitMetrics {
             queue_full: load(&self.queue_full),
             queue_wait_us: load(&self.queue_wait_us),
             longest_queue_wait_us: load(&self.longest_queue_wait_us),
+            group_us: load(&self.group_us),
+            longest_group_us: load(&self.longest_group_us),
         }
     }
 
@@ -200,6 +211,12 @@ impl GroupCommitMetrics {
             self.queue_wait_us.fetch_add(us, Ordering::Relaxed);
             self.longest_queue_wait_us.fetch_max(us, Ordering::Relaxed);
         }
+    }
+
+    fn record_group_time(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.group_us.fetch_add(us, Ordering::Relaxed);
+        self.longest_group_us.fetch_max(us, Ordering::Relaxed);
     }
 
     fn record_lost_races(&self, lost: u32) {
@@ -228,7 +245,8 @@ impl fmt::Display for GroupCommitStats {
             "{} legs in {} groups (mean {:.1}, largest {}; sizes 1:{one} 2-3:{two} 4-7:{four} \
              8-15:{eight} 16-31:{sixteen} 32-63:{thirty_two} 64+:{sixty_four}), \
              {} lost races (at most {} in one group), {} groups refused and re-run leg by \
-             leg, {} writes refused on a full queue, queue wait mean {} µs, longest {} µs",
+             leg, {} writes refused on a full queue, queue wait mean {} µs, longest {} µs, \
+             group time mean {} µs, longest {} µs",
             self.legs,
             self.groups,
             self.mean_group_size(),
@@ -239,6 +257,8 @@ impl fmt::Display for GroupCommitStats {
             self.queue_full,
             self.queue_wait_us.checked_div(self.legs).unwrap_or(0),
             self.longest_queue_wait_us,
+            self.group_us.checked_div(self.groups).unwrap_or(0),
+            self.longest_group_us,
         )
     }
 }
@@ -375,6 +395,7 @@ impl Ledger {
                 // The caller may have gone away; its write stands regardless.
                 let _ = reply.send(answer);
             }
+            self.group_metrics.record_group_time(now.elapsed());
         }
     }
 
@@ -459,14 +480,39 @@ impl Ledger {
         result
     }
 
-    /// One transaction: head, claims, decisions, one insert, commit.
+    /// One attempt: head, claims, decisions, one insert. In a transaction
+    /// when a leg writes more than its row (a key, an account); otherwise in
+    /// autocommit, two round trips instead of four: the group's rows are one
+    /// statement, which is atomic on its own, and what comes before it only
+    /// reads. (Measured on the hot scenario: a group's time is mostly round
+    /// trips waiting for a busy CPU, not the rows.)
     async fn attempt_group(
         &self,
         client: &mut deadpool_postgres::Object,
         legs: &[Leg],
     ) -> Result<Attempt, StoreError> {
-        let source = legs[0].source;
+        if legs
+            .iter()
+            .all(|leg| leg.claim.is_none() && leg.opening.is_none())
+        {
+            return self.decide_and_insert(&*client, legs).await;
+        }
         let tx = client.transaction().await?;
+        let attempt = self.decide_and_insert(&tx, legs).await?;
+        if matches!(attempt, Attempt::Committed(_)) {
+            tx.commit().await?;
+        }
+        Ok(attempt)
+    }
+
+    /// The body of [`Self::attempt_group`], on `tx` (a transaction, or a
+    /// connection in autocommit when no leg writes anything but its row).
+    async fn decide_and_insert(
+        &self,
+        tx: &impl GenericClient,
+        legs: &[Leg],
+    ) -> Result<Attempt, StoreError> {
+        let source = legs[0].source;
         let head_statement = tx.prepare_cached(GROUP_SOURCE_HEAD).await?;
         let destinations_statement = tx.prepare_cached(GROUP_DESTINATIONS).await?;
         let named: Vec<Uuid> = legs
@@ -510,7 +556,7 @@ impl Ledger {
             }
             if let Some(leg_claim) = &leg.claim {
                 match claim(
-                    &tx,
+                    tx,
                     &leg_claim.idempotency,
                     leg_claim.operation,
                     leg_claim.account_id,
@@ -644,7 +690,6 @@ impl Ledger {
                 }));
             }
         }
-        tx.commit().await?;
         Ok(Attempt::Committed(
             answers
                 .into_iter()
