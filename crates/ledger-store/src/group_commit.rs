@@ -407,7 +407,13 @@ impl Ledger {
         };
         match self.commit_legs(&mut client, legs).await {
             Ok(answers) => answers,
-            Err(err) if legs.len() > 1 && !matches!(err, StoreError::Unavailable(_)) => {
+            // A database that is down, or a source another process keeps
+            // winning, fails every leg alike: applying them one by one
+            // would only repeat that. Anything else may be one leg's doing.
+            Err(err)
+                if legs.len() > 1
+                    && !matches!(err, StoreError::Unavailable(_) | StoreError::Contention(_)) =>
+            {
                 // The database refused the group (or something in it): apply
                 // the legs one by one, so that each refusal is one leg's own.
                 debug!(legs = legs.len(), error = %err, "group refused; applying its legs one by one");
