@@ -47,7 +47,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 use uuid::Uuid;
 
-use crate::error::{constraint_violation, is_unique_violation, WriteContext};
+use crate::error::{constraint_violation, is_unique_violation, violates, WriteContext};
 use crate::idempotency::{claim, Claim, Idempotency};
 use crate::records::{currency_of, transfer_from_row, Posting, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
@@ -610,7 +610,16 @@ impl Ledger {
                             &opening.metadata,
                         ],
                     )
-                    .await?;
+                    .await
+                    .map_err(|err| {
+                        // Inside a group this fails the group, which is then
+                        // applied leg by leg: the error lands on this leg.
+                        if violates(&err, "accounts_currency_code_fkey") {
+                            DomainError::UnknownCurrency(opening.currency.code().to_owned()).into()
+                        } else {
+                            StoreError::from(err)
+                        }
+                    })?;
                 match row {
                     Some(row) => opened_at = Some(row.try_get("created_at")?),
                     None => {
