@@ -65,6 +65,9 @@ pub enum ScenarioKind {
     /// Balances as of random past times (weight 3) mixed with transfers
     /// (weight 1) over a pre-opened pool.
     Asof,
+    /// No pauses: deposits of `--amount` into random accounts of a pre-opened
+    /// pool, all out of the currency's one system account.
+    Deposits,
     /// Inclusion proofs of transfers (weight 4) while the same users read
     /// accounts (weight 1): whether journal work starves other requests.
     Journal,
@@ -79,6 +82,7 @@ impl ScenarioKind {
             Self::Throughput => "throughput",
             Self::Asof => "asof",
             Self::Journal => "journal",
+            Self::Deposits => "deposits",
         }
     }
 
@@ -86,7 +90,7 @@ impl ScenarioKind {
     pub fn default_users(self) -> usize {
         match self {
             Self::Classic => 100,
-            Self::Hot | Self::Throughput | Self::Journal => 64,
+            Self::Hot | Self::Throughput | Self::Journal | Self::Deposits => 64,
             Self::Asof => 32,
         }
     }
@@ -97,7 +101,7 @@ impl ScenarioKind {
             Self::Classic => 0,
             Self::Hot => 8,
             Self::Throughput => 10_000,
-            Self::Asof | Self::Journal => 200,
+            Self::Asof | Self::Journal | Self::Deposits => 200,
         }
     }
 
@@ -106,6 +110,8 @@ impl ScenarioKind {
     pub fn default_initial_balance(self) -> &'static str {
         match self {
             Self::Hot => "50.00",
+            // Deposits need no funds, and an empty opening is quick.
+            Self::Deposits => "0",
             _ => "1000000.00",
         }
     }
@@ -149,7 +155,7 @@ pub struct RunArgs {
     /// Skip the ledger check after the run
     #[arg(long, help_heading = "Ledger")]
     pub no_check: bool,
-    /// Accounts the scenario uses [throughput 10000, hot 8, asof 200]
+    /// Accounts the scenario uses [throughput 10000, hot 8, asof, journal and deposits 200]
     #[arg(long, value_name = "N", help_heading = "Ledger")]
     pub accounts: Option<usize>,
     /// Amount of each transfer
@@ -160,7 +166,7 @@ pub struct RunArgs {
         help_heading = "Ledger"
     )]
     pub amount: String,
-    /// Opening balance of each account [hot 50.00, others 1000000.00]
+    /// Opening balance of each account [hot 50.00, deposits 0, others 1000000.00]
     #[arg(long, value_name = "DECIMAL", help_heading = "Ledger")]
     pub initial_balance: Option<String>,
     /// Zipf exponent of the hot scenario's account choice

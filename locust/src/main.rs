@@ -88,7 +88,9 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
         // can pay, opened alone: the first funded open creates the
         // currency's system account (see setup::open_accounts).
         ScenarioKind::Classic => vec![None],
-        ScenarioKind::Throughput => (0..accounts).map(|i| Some(pool_account_id(i))).collect(),
+        ScenarioKind::Throughput | ScenarioKind::Deposits => {
+            (0..accounts).map(|i| Some(pool_account_id(i))).collect()
+        }
         ScenarioKind::Hot | ScenarioKind::Asof | ScenarioKind::Journal => vec![None; accounts],
     };
     let opened = if ids.is_empty() {

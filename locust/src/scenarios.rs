@@ -45,6 +45,11 @@ pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario,
             .register_transaction(
                 transaction!(transfer_within_pool).set_name("transfer within the pool"),
             ),
+        ScenarioKind::Deposits => scenario
+            .register_transaction(transaction!(start).set_on_start().set_name("start"))
+            .register_transaction(
+                transaction!(deposit_into_pool).set_name("deposit into the pool"),
+            ),
         ScenarioKind::Asof => scenario
             .register_transaction(transaction!(start).set_on_start().set_name("start"))
             .register_transaction(
@@ -173,6 +178,29 @@ async fn transfer_within_pool(user: &mut GooseUser) -> TransactionResult {
         return Ok(());
     };
     transfer(user, source, destination).await
+}
+
+/// Deposits: `--amount` into a random account of the pool. Recorded as a
+/// transfer: a deposit is one transfer row, out of the system account, and
+/// the run's transfers/s is the figure to compare with the other scenarios.
+async fn deposit_into_pool(user: &mut GooseUser) -> TransactionResult {
+    let shared = shared_state();
+    let Some(account) = shared.random_account_except(None) else {
+        return Ok(());
+    };
+    let body = json!({ "amount": shared.amount });
+    let path = format!("/accounts/{account}/deposits");
+    call(
+        user,
+        Kind::Transfer,
+        GooseMethod::Post,
+        &path,
+        "/accounts/{id}/deposits",
+        Some(&body),
+    )
+    .await?;
+    shared.recorder.created_row();
+    Ok(())
 }
 
 /// As-of, weight 3: the balance of a random account at a random time

@@ -219,6 +219,14 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
     let b = app.funded_account("0").await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     let id = transfer.str("id");
+    // The proof answers 422 until the final horizon passes the transfer;
+    // wait for that, or GET and HEAD could straddle the moment it does.
+    for _ in 0..200 {
+        if app.get(&format!("/transfers/{id}/proof")).await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let paths = [
         "/health".to_owned(),
         "/ready".to_owned(),

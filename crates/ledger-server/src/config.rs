@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ledger_domain::{Currency, Decimal, MAX_AMOUNT};
-use ledger_store::StoreConfig;
+use ledger_store::{StoreConfig, MAX_GROUP_LEGS};
 
 /// Everything the service reads from its environment.
 #[derive(Clone, Debug)]
@@ -25,6 +25,12 @@ pub struct Config {
     /// `LEDGER_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled
     /// connection before it is answered with 503.
     pub acquire_timeout: Duration,
+    /// `LEDGER_GROUP_MAX_LEGS`: most writes out of one account applied in
+    /// one transaction by the store's group commit (1 to 64).
+    pub group_max_legs: usize,
+    /// `LEDGER_SOURCE_QUEUE_MAX_LEGS`: most writes out of one account that
+    /// may wait for their group; more are answered 503 at once.
+    pub source_queue_max_legs: usize,
     /// `LEDGER_HORIZON_INTERVAL_MS`: how often the horizon ticker runs.
     pub horizon_interval: Duration,
     /// `LEDGER_JOURNAL_CONCURRENCY`: most journal digests and proofs computed
@@ -81,6 +87,9 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 /// The database used unless `DATABASE_URL` says otherwise.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/ledger";
 const DEFAULT_CURRENCY: &str = "USD";
+/// Enough for every HTTP worker's requests on one hot account at once with
+/// room to spare; a full queue means the account cannot keep up anyway.
+const DEFAULT_SOURCE_QUEUE_MAX_LEGS: usize = 1_024;
 const DEFAULT_MAX_AMOUNT: i64 = 1_000_000_000_000;
 const DEFAULT_BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// 64 KiB in 10 s is 6.4 KB/s: slower than any client that is not stalling.
@@ -143,6 +152,21 @@ impl Config {
             workers: env.number("LEDGER_WORKERS", default_workers, 1)?,
             statement_timeout: env.millis("LEDGER_STATEMENT_TIMEOUT_MS", 5_000)?,
             acquire_timeout: env.millis("LEDGER_ACQUIRE_TIMEOUT_MS", 2_000)?,
+            group_max_legs: env.parse_with(
+                "LEDGER_GROUP_MAX_LEGS",
+                &MAX_GROUP_LEGS.to_string(),
+                |v| match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_GROUP_LEGS).contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "expected a whole number from 1 to {MAX_GROUP_LEGS}"
+                    )),
+                },
+            )?,
+            source_queue_max_legs: env.number(
+                "LEDGER_SOURCE_QUEUE_MAX_LEGS",
+                DEFAULT_SOURCE_QUEUE_MAX_LEGS,
+                1,
+            )?,
             horizon_interval: env.millis("LEDGER_HORIZON_INTERVAL_MS", 100)?,
             journal_concurrency: env.number("LEDGER_JOURNAL_CONCURRENCY", 2, 1)?,
             log_format: env.parse_with("LEDGER_LOG_FORMAT", "pretty", |v| match v {
@@ -161,6 +185,8 @@ impl Config {
         store.statement_timeout = self.statement_timeout;
         store.acquire_timeout = self.acquire_timeout;
         store.journal_concurrency = self.journal_concurrency;
+        store.group_max_legs = self.group_max_legs;
+        store.source_queue_max_legs = self.source_queue_max_legs;
         store
     }
 }

@@ -313,6 +313,12 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %err, "store gave up on a contended account");
                 Self::new(ErrorCode::Unavailable, err.to_string())
             }
+            StoreError::QueueFull(_) => {
+                // Load shedding, not a fault: answered at once so the client
+                // backs off (Retry-After) instead of piling up in our queue.
+                tracing::warn!(error = %err, "write queue of a source is full");
+                Self::new(ErrorCode::Unavailable, err.to_string())
+            }
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::new(
@@ -439,6 +445,7 @@ mod tests {
             (StoreError::InvalidCursor, 400, "invalid_request"),
             (StoreError::Unavailable("down".into()), 503, "unavailable"),
             (StoreError::Contention(account), 503, "unavailable"),
+            (StoreError::QueueFull(account), 503, "unavailable"),
             (
                 StoreError::Internal(anyhow::anyhow!("secret cause")),
                 500,

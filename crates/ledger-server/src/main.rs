@@ -93,6 +93,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("Failed to read the listening address")?;
+    let store = ledger.clone();
     let server = ledger_server::server(ledger, config.api.clone(), listener, config.workers)
         .context("Failed to start the HTTP server")?;
     tracing::info!(
@@ -101,7 +102,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     // actix stops on SIGTERM/SIGINT, finishing in-flight requests first.
     server.await.context("HTTP server failed")?;
-    tracing::info!("shut down");
+    // The group commit's totals, for benchmarks (until a /metrics endpoint
+    // exposes them).
+    tracing::info!(
+        group_commit = %store.group_commit_metrics().snapshot(),
+        "shut down"
+    );
     Ok(())
 }
 

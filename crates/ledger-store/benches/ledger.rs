@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
                  {:.0} transfers/s (p50 {:.2} ms, p99 {:.2} ms, {} insufficient-funds refusals)",
                 throughput.rate, throughput.p50_ms, throughput.p99_ms, throughput.refused
             );
+            println!("group commit: {}", ledger.group_commit_metrics().snapshot());
         }
     }
 

@@ -9,6 +9,7 @@ use tracing::instrument;
 
 use crate::balances::PAGE_BYTE_BUDGET;
 use crate::error::{is_unique_violation, violates};
+use crate::group_commit::{Leg, LegAnswer, LegClaim, Opening};
 use crate::idempotency::{claim, Claim, Idempotency};
 use crate::records::{
     account_from_row, Account, NewAccount, Outcome, Page, Posting, ACCOUNT_COLUMNS,
@@ -48,41 +49,92 @@ impl Ledger {
             _ => None,
         };
         let id = request.id.unwrap_or_else(AccountId::generate);
-        let opening_deposit = initial.as_ref().map(|_| TransferId::generate());
-        // Before taking this request's connection: creating the system account
-        // needs one of its own (see ensure_system_account).
-        let system = match initial {
-            Some(_) => Some(self.ensure_system_account(request.currency).await?),
-            None => None,
+        let idempotency = key.map(|key| Idempotency {
+            key: key.clone(),
+            fingerprint: open_fingerprint(&request, initial.as_ref()),
+        });
+        let metadata = request.metadata.as_ref().map(Metadata::to_value);
+        let Some(amount) = initial else {
+            return self
+                .open_empty(id, &request, metadata, idempotency.as_ref())
+                .await;
         };
 
+        // Funded: the account row and its opening deposit are one leg of the
+        // system account's group commit, so that openings, like deposits,
+        // do not race each other for the system account's sequence numbers.
+        // Creating the system account needs a connection of its own (see
+        // ensure_system_account).
+        let system = self.ensure_system_account(request.currency).await?;
+        let transfer_id = TransferId::generate();
+        let leg = Leg {
+            posting: Posting::Deposit { account: id },
+            source: system,
+            destination: id,
+            amount: amount.value(),
+            metadata: None,
+            transfer_id,
+            claim: idempotency.map(|idempotency| LegClaim {
+                idempotency,
+                operation: "open_account",
+                account_id: Some(id.as_uuid()),
+            }),
+            opening: Some(Opening {
+                currency: request.currency,
+                metadata: metadata.clone(),
+            }),
+        };
+        match self.submit(leg).await? {
+            LegAnswer::Applied {
+                transfer,
+                opened_at,
+            } => {
+                let created_at = opened_at.ok_or_else(|| {
+                    StoreError::Internal(anyhow::anyhow!("an opening without its account"))
+                })?;
+                // What the opening's own transaction saw: nothing else can
+                // have moved money in or out before it committed.
+                Ok(Outcome {
+                    value: Account {
+                        id,
+                        currency: request.currency,
+                        kind: AccountKind::Customer,
+                        balance: transfer.amount,
+                        created_at,
+                        closed_at: None,
+                        metadata,
+                    },
+                    replayed: false,
+                })
+            }
+            LegAnswer::Replayed {
+                account_id,
+                transfer_id,
+            } => {
+                let client = self.client().await?;
+                replayed_opening(&client, account_id, transfer_id).await
+            }
+        }
+    }
+
+    /// Opens an account with nothing in it: no transfer, so no queue.
+    async fn open_empty(
+        &self,
+        id: AccountId,
+        request: &NewAccount,
+        metadata: Option<serde_json::Value>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Outcome<Account>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        if let Some(key) = key {
-            let idempotency = Idempotency {
-                key: key.clone(),
-                fingerprint: open_fingerprint(&request, initial.as_ref()),
-            };
-            let claimed = claim(
-                &tx,
-                &idempotency,
-                "open_account",
-                Some(id.as_uuid()),
-                opening_deposit.as_ref().map(TransferId::as_uuid),
-            )
-            .await?;
+        if let Some(idempotency) = idempotency {
+            let claimed = claim(&tx, idempotency, "open_account", Some(id.as_uuid()), None).await?;
             if let Claim::Replay {
                 account_id,
                 transfer_id,
             } = claimed
             {
-                let id = account_id.ok_or_else(|| {
-                    StoreError::Internal(anyhow::anyhow!("idempotency key without an account"))
-                })?;
-                return Ok(Outcome {
-                    value: account_as_opened(&tx, AccountId::from(id), transfer_id).await?,
-                    replayed: true,
-                });
+                return replayed_opening(&tx, account_id, transfer_id).await;
             }
         }
 
@@ -92,7 +144,6 @@ impl Ledger {
                  values ($1, $2, $3)",
             )
             .await?;
-        let metadata = request.metadata.as_ref().map(Metadata::to_value);
         tx.execute(
             &insert,
             &[&id.as_uuid(), &request.currency.code(), &metadata],
@@ -107,17 +158,6 @@ impl Ledger {
                 StoreError::from(err)
             }
         })?;
-        if let (Some(amount), Some(system)) = (initial, system) {
-            self.apply(
-                &tx,
-                &Posting::Deposit { account: id },
-                (system, id),
-                amount.value(),
-                None,
-                opening_deposit.unwrap_or_else(TransferId::generate),
-            )
-            .await?;
-        }
         let account = fetch_account(&tx, id).await?;
         tx.commit().await?;
         Ok(Outcome {
@@ -412,6 +452,21 @@ impl Ledger {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// The original answer of an opening whose key is replayed.
+async fn replayed_opening(
+    client: &impl GenericClient,
+    account_id: Option<uuid::Uuid>,
+    transfer_id: Option<uuid::Uuid>,
+) -> Result<Outcome<Account>, StoreError> {
+    let id = account_id.ok_or_else(|| {
+        StoreError::Internal(anyhow::anyhow!("idempotency key without an account"))
+    })?;
+    Ok(Outcome {
+        value: account_as_opened(client, AccountId::from(id), transfer_id).await?,
+        replayed: true,
+    })
 }
 
 /// The account as its opening answered: open, holding its opening deposit

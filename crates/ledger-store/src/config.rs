@@ -21,6 +21,12 @@ pub struct StoreConfig {
     /// How many times a transfer that lost its sequence-number race is
     /// retried before the store gives up with [`StoreError::Contention`].
     pub max_sequence_retries: u32,
+    /// Most writes out of one source applied in one transaction by the group
+    /// commit (see `group_commit`). At most [`MAX_GROUP_LEGS`].
+    pub group_max_legs: usize,
+    /// Most writes out of one source waiting in this process for their
+    /// group; more are refused with [`StoreError::QueueFull`] at once.
+    pub source_queue_max_legs: usize,
     /// Longest a close waits for in-flight transactions to finish.
     pub close_wait: Duration,
     /// Most journal digests and proofs computed at once; each holds one
@@ -29,6 +35,12 @@ pub struct StoreConfig {
     /// How long a digest or proof waits for its turn before giving up.
     pub journal_wait: Duration,
 }
+
+/// The largest group the store applies in one transaction. A leg with an
+/// idempotency key that fails inside a group is undone by a savepoint, one
+/// subtransaction each; PostgreSQL caches 64 subtransactions per backend,
+/// and past that every snapshot in the cluster gets slower.
+pub const MAX_GROUP_LEGS: usize = 64;
 
 impl StoreConfig {
     /// Sensible limits for a given database URL.
@@ -40,6 +52,8 @@ impl StoreConfig {
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
             max_sequence_retries: 1_000,
+            group_max_legs: MAX_GROUP_LEGS,
+            source_queue_max_legs: 1_024,
             close_wait: Duration::from_secs(10),
             journal_concurrency: 2,
             journal_wait: Duration::from_secs(30),
@@ -48,6 +62,17 @@ impl StoreConfig {
 }
 
 pub(crate) fn build_pool(config: &StoreConfig) -> Result<Pool, StoreError> {
+    if !(1..=MAX_GROUP_LEGS).contains(&config.group_max_legs) {
+        return Err(StoreError::Config(format!(
+            "group_max_legs must be between 1 and {MAX_GROUP_LEGS}, not {}",
+            config.group_max_legs
+        )));
+    }
+    if config.source_queue_max_legs == 0 {
+        return Err(StoreError::Config(
+            "source_queue_max_legs must be at least 1".into(),
+        ));
+    }
     let mut pg: tokio_postgres::Config = config
         .database_url
         .parse()

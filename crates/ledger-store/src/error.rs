@@ -17,6 +17,11 @@ pub enum StoreError {
     /// A transfer kept losing its sequence-number race past the retry limit.
     #[error("account {0} is too contended, retry later")]
     Contention(AccountId),
+    /// Too many writes out of this account are queued in this process
+    /// already (`StoreConfig::source_queue_max_legs`): refused at once rather
+    /// than left to wait without bound.
+    #[error("too many writes out of account {0} are waiting; retry later")]
+    QueueFull(AccountId),
     /// The database cannot be reached, or did not answer in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),

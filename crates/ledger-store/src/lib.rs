@@ -15,6 +15,7 @@ mod balances;
 mod config;
 mod cursor;
 mod error;
+mod group_commit;
 mod horizon;
 mod idempotency;
 mod journal;
@@ -30,12 +31,14 @@ use deadpool_postgres::Pool;
 use ledger_domain::AccountId;
 
 use crate::cursor::CursorKey;
+use crate::group_commit::Queues;
 use crate::slots::Slots;
 
 pub use accounts::MAX_PAGE_SIZE;
 pub use balances::PAGE_BYTE_BUDGET;
-pub use config::StoreConfig;
+pub use config::{StoreConfig, MAX_GROUP_LEGS};
 pub use error::StoreError;
+pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{Digest, InclusionProof, VerifyReport, Violation};
 
 /// The statements of the transfer write path, for benchmarks that must drive
@@ -64,6 +67,10 @@ pub struct Ledger {
     /// The key pagination cursors are signed with, read once from the
     /// database (see `sql/V2__cursor_secret.sql`).
     cursor_key: Arc<tokio::sync::OnceCell<CursorKey>>,
+    /// The write queue of every source with writes in flight here.
+    queues: Arc<Queues>,
+    /// What the group commit has done so far.
+    group_metrics: Arc<GroupCommitMetrics>,
 }
 
 impl Ledger {
@@ -77,12 +84,20 @@ impl Ledger {
             config: Arc::new(config),
             known_system_accounts: Arc::default(),
             cursor_key: Arc::default(),
+            queues: Arc::default(),
+            group_metrics: Arc::default(),
         })
     }
 
     /// The store's configuration.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The group commit's counters (groups, sizes, lost races, queue waits)
+    /// since this `Ledger` was built; shared by its clones.
+    pub fn group_commit_metrics(&self) -> &GroupCommitMetrics {
+        &self.group_metrics
     }
 
     /// Checks that the database answers and that the schema is migrated.

@@ -10,8 +10,8 @@ use rand::Rng;
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
-use crate::error::{constraint_violation, WriteContext};
-use crate::idempotency::{claim, Claim, Idempotency};
+use crate::group_commit::{write_error, Leg, LegAnswer, LegClaim};
+use crate::idempotency::Idempotency;
 use crate::records::{
     currency_of, transfer_from_row, Outcome, Posting, Transfer, TRANSFER_COLUMNS,
 };
@@ -104,63 +104,38 @@ impl Ledger {
         }
 
         let transfer_id = TransferId::generate();
-        // Resolve the system account before taking this request's connection:
-        // creating it needs a connection of its own (see ensure_system_account).
+        // Resolve the system account before queueing: creating it needs a
+        // connection of its own (see ensure_system_account).
         let (source, destination) = self.resolve(&posting).await?;
-        let mut client = self.client().await?;
-        let Some(key) = key else {
-            let transfer = self
-                .apply(
-                    &client,
-                    &posting,
-                    (source, destination),
-                    amount,
-                    metadata.as_ref(),
-                    transfer_id,
-                )
-                .await?;
-            return Ok(Outcome {
+        let claim = key.map(|key| LegClaim {
+            idempotency: Idempotency {
+                key: key.clone(),
+                fingerprint: fingerprint(&posting, amount, metadata.as_ref()),
+            },
+            operation: posting.operation(),
+            account_id: None,
+        });
+        let leg = Leg {
+            posting,
+            source,
+            destination,
+            amount,
+            metadata: metadata.as_ref().map(Metadata::to_value),
+            transfer_id,
+            claim,
+            opening: None,
+        };
+        match self.submit(leg).await? {
+            LegAnswer::Applied { transfer, .. } => Ok(Outcome {
                 value: transfer,
                 replayed: false,
-            });
-        };
-
-        let idempotency = Idempotency {
-            key: key.clone(),
-            fingerprint: fingerprint(&posting, amount, metadata.as_ref()),
-        };
-        let tx = client.transaction().await?;
-        let claimed = claim(
-            &tx,
-            &idempotency,
-            posting.operation(),
-            None,
-            Some(transfer_id.as_uuid()),
-        )
-        .await?;
-        match claimed {
-            Claim::Claimed => {
-                let transfer = self
-                    .apply(
-                        &tx,
-                        &posting,
-                        (source, destination),
-                        amount,
-                        metadata.as_ref(),
-                        transfer_id,
-                    )
-                    .await?;
-                tx.commit().await?;
-                Ok(Outcome {
-                    value: transfer,
-                    replayed: false,
-                })
-            }
-            Claim::Replay { transfer_id, .. } => {
+            }),
+            LegAnswer::Replayed { transfer_id, .. } => {
                 let id = transfer_id.ok_or_else(|| {
                     StoreError::Internal(anyhow::anyhow!("idempotency key without a transfer"))
                 })?;
-                let transfer = fetch_transfer(&tx, TransferId::from(id)).await?;
+                let client = self.client().await?;
+                let transfer = fetch_transfer(&client, TransferId::from(id)).await?;
                 Ok(Outcome {
                     value: transfer,
                     replayed: true,
@@ -175,21 +150,19 @@ impl Ledger {
         fetch_transfer(&client, id).await
     }
 
-    /// Reads both accounts' heads, lets the domain decide, and inserts the
-    /// row; retries with a fresh head while other transfers win the source's
-    /// next sequence number.
+    /// One leg alone, in autocommit: reads both accounts' heads, lets the
+    /// domain decide, and inserts the row; retries with a fresh head while
+    /// another process wins the source's next sequence number (`lost` counts
+    /// those races).
     pub(crate) async fn apply(
         &self,
         client: &impl GenericClient,
-        posting: &Posting,
-        (source, destination): (AccountId, AccountId),
-        amount: Decimal,
-        metadata: Option<&Metadata>,
-        transfer_id: TransferId,
+        leg: &Leg,
+        lost: &mut u32,
     ) -> Result<Transfer, StoreError> {
+        let (source, destination) = (leg.source, leg.destination);
         let head_statement = client.prepare_cached(WRITE_HEAD).await?;
         let insert = client.prepare_cached(&insert_transfer_sql()).await?;
-        let metadata_json = metadata.map(Metadata::to_value);
 
         for attempt in 0..self.config.max_sequence_retries {
             let row = client
@@ -200,7 +173,7 @@ impl Ledger {
                 .await?
                 .ok_or(DomainError::AccountNotFound(source))?;
             let (head, destination_state) = read_heads(&row, source, destination)?;
-            let decision = decide(posting.kind(), &head, &destination_state, amount)?;
+            let decision = decide(leg.posting.kind(), &head, &destination_state, leg.amount)?;
             let currency = head.currency;
             let inserted = client
                 .query_opt(
@@ -208,21 +181,23 @@ impl Ledger {
                     &[
                         &source.as_uuid(),
                         &decision.seq,
-                        &transfer_id.as_uuid(),
+                        &leg.transfer_id.as_uuid(),
                         &destination.as_uuid(),
                         &currency.code(),
                         &decision.amount.value(),
-                        &metadata_json,
+                        &leg.metadata,
                     ],
                 )
                 .await
-                .map_err(|err| write_error(err, source, destination, currency))?;
+                .map_err(|err| write_error(err, leg, currency))?;
             if let Some(row) = inserted {
                 return transfer_from_row(&row);
             }
-            // Another transfer took the sequence number (the insert waited for
-            // it to commit). Read the new head and try again, after a short
-            // random pause once the race repeats, so that losers spread out.
+            // Another process's transfer took the sequence number (the insert
+            // waited for it to commit). Read the new head and try again,
+            // after a short random pause once the race repeats, so that
+            // losers spread out.
+            *lost += 1;
             debug!(attempt, source_seq = decision.seq, "lost the sequence race");
             if attempt >= 2 {
                 let cap_us = 50 * u64::from(attempt.min(20));
@@ -341,24 +316,6 @@ fn read_heads(
         state: state(row.try_get("destination_state")?)?,
     };
     Ok((head, destination_state))
-}
-
-fn write_error(
-    err: tokio_postgres::Error,
-    source: AccountId,
-    destination: AccountId,
-    currency: Currency,
-) -> StoreError {
-    let context = WriteContext {
-        source,
-        destination,
-        currency: currency.code(),
-        max_decimals: currency.minor_units(),
-    };
-    match constraint_violation(&err, &context) {
-        Some(domain) => domain.into(),
-        None => err.into(),
-    }
 }
 
 pub(crate) async fn fetch_transfer(

@@ -10,6 +10,7 @@ mod store {
     mod closing;
     mod concurrency;
     mod errors;
+    mod group_commit;
     mod history;
     mod idempotency;
     mod journal;
