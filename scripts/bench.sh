@@ -17,7 +17,8 @@
 # 2. the same work over HTTP: the throughput scenario, 64 users, no pauses;
 # 3. the hot account: 64 users all transferring out of ONE account, and a
 #    Zipf-skewed run over 8 accounts with small balances (where
-#    insufficient_funds is an expected answer);
+#    insufficient_funds is an expected answer); then 64 users depositing into
+#    random accounts, every deposit out of the currency's system account;
 # 4. the classic user model at 1000 users (1–3 s pauses);
 # 5. (--find-knee) the classic model at 1000, 1500, 2000, … users until the
 #    p99 passes 100 ms.
@@ -237,6 +238,12 @@ if [[ "$mode" != knee ]]; then
   run_phase hotzipf ledger_bench_hotzipf "$POOL_SIZE" load_run hotzipf \
     --scenario hot --accounts 8 --users "$CLIENTS" --increase-rate "$CLIENTS" --run-time "${HOT_SECS}s" \
     || { failures=$((failures + 1)); ll_log "hot (Zipf) phase failed"; }
+
+  phase "3/4 deposits: $CLIENTS users depositing into random accounts (all out of the system account), ${HOT_SECS}s"
+  run_phase deposits ledger_bench_deposits "$POOL_SIZE" load_run deposits \
+    --scenario deposits --accounts 2000 --users "$CLIENTS" --increase-rate "$CLIENTS" \
+    --run-time "${HOT_SECS}s" \
+    || { failures=$((failures + 1)); ll_log "deposits phase failed"; }
 
   phase "4/4 classic user model: $CLASSIC_USERS users, ${CLASSIC_SECS}s after ramp-up at $CLASSIC_RATE users/s"
   run_phase classic ledger_bench_classic "$POOL_SIZE" load_run classic \
