@@ -14,6 +14,17 @@ pub enum DomainError {
     /// No transfer has this id.
     #[error("transfer {0} does not exist")]
     TransferNotFound(TransferId),
+    /// No batch has this id.
+    #[error("batch {0} does not exist")]
+    BatchNotFound(crate::BatchId),
+    /// A batch with no legs, or more than [`crate::MAX_BATCH_LEGS`].
+    #[error("a batch has 1 to {max} transfers; this one has {legs}")]
+    BatchSize {
+        /// How many legs it had.
+        legs: usize,
+        /// The most a batch may have.
+        max: usize,
+    },
     /// The source's balance does not cover the amount.
     #[error("account {account} has insufficient funds")]
     InsufficientFunds {

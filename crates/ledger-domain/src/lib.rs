@@ -19,11 +19,11 @@ pub use amount::{Amount, MAX_AMOUNT};
 pub use currency::{Currency, CURRENCIES};
 pub use error::DomainError;
 pub use idempotency::{IdempotencyKey, RequestFingerprint};
-pub use ids::{AccountId, TransferId};
+pub use ids::{AccountId, BatchId, TransferId};
 pub use metadata::Metadata;
 pub use transfer::{
-    check_amount, check_request, decide, AccountKind, AccountState, Decision, DestinationState,
-    Operation, SourceHead,
+    check_batch_size, check_amount, check_request, decide, AccountKind, AccountState, Decision, DestinationState,
+    Operation, SourceHead, MAX_BATCH_LEGS,
 };
 
 /// Exact decimal number used for every amount and balance. Never a float.

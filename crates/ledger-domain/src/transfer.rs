@@ -132,6 +132,23 @@ pub fn check_request(
     Ok(())
 }
 
+/// The most transfers one batch may carry. A batch is one transaction and
+/// one multi-row insert; the bound keeps its time (and the time other writes
+/// out of its accounts wait for it) in the order of a second, and is what a
+/// body of 8,189 legs without metadata (about 1 MB) holds.
+pub const MAX_BATCH_LEGS: usize = 8_189;
+
+/// A batch has 1 to [`MAX_BATCH_LEGS`] legs.
+pub fn check_batch_size(legs: usize) -> Result<(), DomainError> {
+    if legs == 0 || legs > MAX_BATCH_LEGS {
+        return Err(DomainError::BatchSize {
+            legs,
+            max: MAX_BATCH_LEGS,
+        });
+    }
+    Ok(())
+}
+
 /// Decides one write against the heads of its accounts: every rule of the
 /// ledger, in the order a client would want to hear about them.
 pub fn decide(

@@ -22,7 +22,7 @@ use crate::body;
 use crate::config::ApiConfig;
 use crate::dto;
 use crate::error::{ApiError, ErrorCode, Problem, PROBLEM_JSON};
-use crate::handlers::{accounts, fallback, health, journal, transfers, AppState};
+use crate::handlers::{accounts, batches, fallback, health, journal, transfers, AppState};
 use crate::telemetry;
 
 /// The OpenAPI 3.1 document, served at `/openapi.json`.
@@ -55,6 +55,8 @@ use crate::telemetry;
         accounts::withdraw,
         transfers::create_transfer,
         transfers::get_transfer,
+        batches::create_batch,
+        batches::get_batch,
         journal::digest,
         journal::proof,
     ),
@@ -62,7 +64,7 @@ use crate::telemetry;
     modifiers(&IdempotencyKeyHeaderSchema, &BodyResponses),
     tags(
         (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
-        (name = "transfers", description = "Money moved between two customer accounts."),
+        (name = "transfers", description = "Money moved between two customer accounts, one transfer at a time or in atomic batches."),
         (name = "journal", description = "The verifiable journal: a digest of every account's hash chain, and inclusion proofs."),
         (name = "operations", description = "Liveness and readiness probes."),
     ),
@@ -160,6 +162,7 @@ pub fn build_app(
     >,
 > {
     let body_limit = state.api.body_limit_bytes;
+    let batch_body_limit = state.api.batch_body_limit_bytes;
     let cors_origins = state.api.cors_origins.clone();
     App::new()
         .app_data(web::Data::new(state))
@@ -225,6 +228,24 @@ pub fn build_app(
             "/transfers/{id}",
             "GET, HEAD",
             vec![get().to(transfers::get_transfer)],
+        ))
+        .service(
+            route(
+                "/batches",
+                "POST",
+                vec![web::post().to(batches::create_batch)],
+            )
+            // A batch's own limit: up to 8,189 legs do not fit the general one.
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(batch_body_limit)
+                    .error_handler(json_error),
+            ),
+        )
+        .service(route(
+            "/batches/{id}",
+            "GET, HEAD",
+            vec![get().to(batches::get_batch)],
         ))
         .service(route(
             "/transfers/{id}/proof",

@@ -53,6 +53,9 @@ pub struct ApiConfig {
     pub max_amount: Decimal,
     /// `LEDGER_BODY_LIMIT_BYTES`: larger request bodies get 413.
     pub body_limit_bytes: usize,
+    /// `LEDGER_BATCH_BODY_LIMIT_BYTES`: the body limit of `POST /batches`
+    /// (larger bodies get 413); every leg's metadata counts against it.
+    pub batch_body_limit_bytes: usize,
     /// `LEDGER_BODY_READ_TIMEOUT_MS`: how long a request body may take to
     /// arrive after its headers; later, 408 and the connection is closed.
     pub body_read_timeout: Duration,
@@ -67,6 +70,7 @@ impl Default for ApiConfig {
             default_currency: Currency::parse(DEFAULT_CURRENCY).expect("USD is an ISO 4217 code"),
             max_amount: Decimal::from(DEFAULT_MAX_AMOUNT),
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            batch_body_limit_bytes: DEFAULT_BATCH_BODY_LIMIT_BYTES,
             body_read_timeout: Duration::from_millis(DEFAULT_BODY_READ_TIMEOUT_MS),
             cors_origins: Vec::new(),
         }
@@ -92,6 +96,9 @@ const DEFAULT_CURRENCY: &str = "USD";
 const DEFAULT_SOURCE_QUEUE_MAX_LEGS: usize = 1_024;
 const DEFAULT_MAX_AMOUNT: i64 = 1_000_000_000_000;
 const DEFAULT_BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// 2 MiB: a batch of the most legs (8,189) without metadata is about 1 MB
+/// (a leg is about 125 bytes of JSON), so there is room for some metadata.
+const DEFAULT_BATCH_BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
 /// 64 KiB in 10 s is 6.4 KB/s: slower than any client that is not stalling.
 const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 
@@ -127,6 +134,11 @@ impl Config {
                 parse_max_amount,
             )?,
             body_limit_bytes: env.number("LEDGER_BODY_LIMIT_BYTES", DEFAULT_BODY_LIMIT_BYTES, 1)?,
+            batch_body_limit_bytes: env.number(
+                "LEDGER_BATCH_BODY_LIMIT_BYTES",
+                DEFAULT_BATCH_BODY_LIMIT_BYTES,
+                1,
+            )?,
             body_read_timeout: env
                 .millis("LEDGER_BODY_READ_TIMEOUT_MS", DEFAULT_BODY_READ_TIMEOUT_MS)?,
             cors_origins: env
@@ -291,6 +303,7 @@ mod tests {
         assert_eq!(config.api.default_currency.code(), "USD");
         assert_eq!(config.api.max_amount, Decimal::from(1_000_000_000_000_i64));
         assert_eq!(config.api.body_limit_bytes, 65_536);
+        assert_eq!(config.api.batch_body_limit_bytes, 2_097_152);
         assert_eq!(config.api.body_read_timeout, Duration::from_secs(10));
         assert!(config.api.cors_origins.is_empty());
         assert_eq!(config.log_format, LogFormat::Pretty);

@@ -305,6 +305,18 @@ pub struct TransferRequest {
     pub metadata: Option<Value>,
 }
 
+/// An atomic batch of transfers between customer accounts: applied in
+/// order (a later leg may spend what an earlier one received), all or
+/// nothing, all at one `created_at`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 8,189 legs, each as the body of `POST /transfers`. Each leg is
+    /// parsed on its own, so that a malformed one is named by its index.
+    #[schema(value_type = Vec<TransferRequest>, min_items = 1, max_items = 8189)]
+    pub transfers: Vec<Value>,
+}
+
 /// Pagination of `GET /accounts`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -466,6 +478,29 @@ impl From<Transfer> for TransferDto {
             created_at: transfer.created_at,
             metadata: transfer.metadata,
             source_balance_after: Money::scaled(transfer.source_balance_after, transfer.currency),
+        }
+    }
+}
+
+/// A committed batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Batch)]
+pub struct BatchDto {
+    /// Its id.
+    pub id: Uuid,
+    /// The one `created_at` of all its transfers: an as-of read sees all of
+    /// the batch or none of it.
+    pub created_at: DateTime<Utc>,
+    /// Its transfers, in the order of the request's legs.
+    pub transfers: Vec<TransferDto>,
+}
+
+impl From<ledger_store::Batch> for BatchDto {
+    fn from(batch: ledger_store::Batch) -> Self {
+        Self {
+            id: batch.id.as_uuid(),
+            created_at: batch.created_at,
+            transfers: batch.transfers.into_iter().map(TransferDto::from).collect(),
         }
     }
 }

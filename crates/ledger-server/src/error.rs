@@ -36,6 +36,8 @@ pub enum ErrorCode {
     AccountNotFound,
     /// 404: no such transfer.
     TransferNotFound,
+    /// 404: no such batch.
+    BatchNotFound,
     /// 404: no such route.
     NotFound,
     /// 405: the route exists but not with this method.
@@ -74,7 +76,10 @@ impl ErrorCode {
             | Self::InsufficientFunds
             | Self::CurrencyMismatch
             | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::AccountNotFound | Self::TransferNotFound | Self::NotFound => {
+            Self::AccountNotFound
+            | Self::TransferNotFound
+            | Self::BatchNotFound
+            | Self::NotFound => {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +106,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => "Idempotency key reused with a different request",
             Self::AccountNotFound => "Account not found",
             Self::TransferNotFound => "Transfer not found",
+            Self::BatchNotFound => "Batch not found",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::AccountExists => "Account already exists",
@@ -126,6 +132,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::AccountNotFound => "account_not_found",
             Self::TransferNotFound => "transfer_not_found",
+            Self::BatchNotFound => "batch_not_found",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AccountExists => "account_exists",
@@ -167,6 +174,12 @@ pub struct Problem {
     pub code: ErrorCode,
     /// The request id (also in the `X-Request-ID` response header).
     pub request_id: String,
+    /// For a refused batch (`POST /batches`): the index, from 0, of the
+    /// first leg that failed (absent otherwise). Nothing of the batch was
+    /// applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, nullable = false)]
+    pub leg: Option<usize>,
 }
 
 /// An error on its way to becoming a problem response.
@@ -176,6 +189,8 @@ pub struct ApiError {
     detail: String,
     /// Methods a 405 response lists in `Allow`.
     allow: Option<&'static str>,
+    /// The failing leg of a batch.
+    leg: Option<usize>,
 }
 
 impl ApiError {
@@ -185,7 +200,22 @@ impl ApiError {
             code,
             detail: detail.into(),
             allow: None,
+            leg: None,
         }
+    }
+
+    /// The same error, about leg `leg` of a batch.
+    pub fn for_leg(self, leg: usize) -> Self {
+        Self {
+            leg: Some(leg),
+            detail: format!("transfers[{leg}]: {}", self.detail),
+            ..self
+        }
+    }
+
+    /// The failing leg of a batch, if the error is about one.
+    pub fn leg(&self) -> Option<usize> {
+        self.leg
     }
 
     /// 400 invalid_request.
@@ -228,6 +258,7 @@ impl ApiError {
             detail: self.detail.clone(),
             code: self.code,
             request_id: telemetry::current_request_id(),
+            leg: self.leg,
         }
     }
 }
@@ -269,6 +300,7 @@ impl From<DomainError> for ApiError {
         let code = match &err {
             DomainError::AccountNotFound(_) => ErrorCode::AccountNotFound,
             DomainError::TransferNotFound(_) => ErrorCode::TransferNotFound,
+            DomainError::BatchNotFound(_) => ErrorCode::BatchNotFound,
             DomainError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             DomainError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
             DomainError::AccountClosed(_) => ErrorCode::AccountClosed,
@@ -286,6 +318,7 @@ impl From<DomainError> for ApiError {
             | DomainError::UnknownCurrency(_)
             | DomainError::SystemAccount(_)
             | DomainError::InvalidMetadata { .. }
+            | DomainError::BatchSize { .. }
             | DomainError::NotYetFinal { .. } => ErrorCode::ValidationFailed,
         };
         let detail = match &err {
@@ -303,6 +336,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Domain(domain) => domain.into(),
+            StoreError::LegRefused { leg, error } => Self::from(error).for_leg(leg),
             StoreError::IdempotencyInFlight => {
                 Self::new(ErrorCode::IdempotencyInFlight, err.to_string())
             }
@@ -443,6 +477,24 @@ mod tests {
                 "idempotency_in_flight",
             ),
             (StoreError::InvalidCursor, 400, "invalid_request"),
+            (
+                StoreError::LegRefused {
+                    leg: 3,
+                    error: DomainError::InsufficientFunds { account },
+                },
+                422,
+                "insufficient_funds",
+            ),
+            (
+                DomainError::BatchNotFound(ledger_domain::BatchId::generate()).into(),
+                404,
+                "batch_not_found",
+            ),
+            (
+                DomainError::BatchSize { legs: 0, max: 1 }.into(),
+                422,
+                "validation_failed",
+            ),
             (StoreError::Unavailable("down".into()), 503, "unavailable"),
             (StoreError::Contention(account), 503, "unavailable"),
             (StoreError::QueueFull(account), 503, "unavailable"),
@@ -464,6 +516,20 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_batch_leg_is_named_in_the_problem() {
+        let api = ApiError::from(StoreError::LegRefused {
+            leg: 7,
+            error: DomainError::SameAccount,
+        });
+        assert_eq!(api.leg(), Some(7));
+        let problem = serde_json::to_value(api.problem()).expect("serializable");
+        assert_eq!(problem["leg"], 7);
+        assert!(problem["detail"].as_str().expect("detail").starts_with("transfers[7]"));
+        let plain = serde_json::to_value(ApiError::invalid_request("x").problem()).expect("json");
+        assert!(plain.get("leg").is_none());
     }
 
     #[test]

@@ -8,6 +8,15 @@ pub enum StoreError {
     /// A ledger rule refused the operation.
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// Leg `leg` (from 0) of a batch broke a ledger rule; nothing of the
+    /// batch was applied.
+    #[error("transfer {leg} of the batch: {error}")]
+    LegRefused {
+        /// The first failing leg, in the batch's order.
+        leg: usize,
+        /// Why it failed.
+        error: DomainError,
+    },
     /// The same idempotency key is held by a request still in flight.
     #[error("a request with this idempotency key is still in flight")]
     IdempotencyInFlight,

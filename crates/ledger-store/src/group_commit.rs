@@ -818,6 +818,10 @@ pub(crate) fn write_error(err: tokio_postgres::Error, leg: &Leg, currency: Curre
 fn replicate(err: &StoreError) -> StoreError {
     match err {
         StoreError::Domain(domain) => StoreError::Domain(domain.clone()),
+        StoreError::LegRefused { leg, error } => StoreError::LegRefused {
+            leg: *leg,
+            error: error.clone(),
+        },
         StoreError::IdempotencyInFlight => StoreError::IdempotencyInFlight,
         StoreError::InvalidCursor => StoreError::InvalidCursor,
         StoreError::Contention(account) => StoreError::Contention(*account),

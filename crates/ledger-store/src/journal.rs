@@ -270,10 +270,12 @@ impl Ledger {
                     ),
                 );
             }
-            if row.created_at_micros <= previous_time {
+            // Non-decreasing, not increasing: the rows of one batch out of
+            // one source share the batch's created_at (sql/V3__batches.sql).
+            if row.created_at_micros < previous_time {
                 violation(
                     "time_order",
-                    "created_at does not increase along the chain".into(),
+                    "created_at goes back along the chain".into(),
                 );
             }
             for account in [row.source, row.destination] {
@@ -530,7 +532,8 @@ async fn chain_heads(
                    cross join lateral (
                          select t.source_seq, t.row_hash from ledger.transfers t
                           where t.source_account_id = a.account_id and t.created_at < $1
-                          order by t.created_at desc limit 1) h
+                          -- the rows of one batch share created_at
+                          order by t.created_at desc, t.source_seq desc limit 1) h
                   order by a.account_id",
             &[&at],
         )

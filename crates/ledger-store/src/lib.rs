@@ -11,6 +11,7 @@
 //! new head: the unique key is the only concurrency control.
 
 mod accounts;
+mod batches;
 mod balances;
 mod config;
 mod cursor;
@@ -46,6 +47,7 @@ pub use journal::{Digest, InclusionProof, VerifyReport, Violation};
 pub mod sql {
     pub use crate::transfers::{insert_transfer_sql, WRITE_HEAD};
 }
+pub use batches::{Batch, BatchLeg};
 pub use records::{
     Account, Balance, Direction, HistoryEntry, HistoryQuery, NewAccount, Outcome, Page, Posting,
     Transfer,

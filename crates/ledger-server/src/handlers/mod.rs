@@ -3,6 +3,7 @@
 //! [`ApiError`](crate::error::ApiError).
 
 pub mod accounts;
+pub mod batches;
 pub mod health;
 pub mod journal;
 pub mod transfers;

@@ -1,0 +1,100 @@
+//! Atomic multi-leg batches of transfers.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use ledger_domain::{check_batch_size, AccountId, BatchId};
+use ledger_store::BatchLeg;
+use uuid::Uuid;
+
+use crate::dto::{parse_metadata, BatchDto, BatchRequest, TransferRequest};
+use crate::error::{ApiError, Problem};
+use crate::handlers::AppState;
+use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
+
+/// Applies 1 to 8,189 transfers between customer accounts in order, all or
+/// nothing, at one `created_at`: every as-of read, history page and digest
+/// sees all of the batch or none of it. A refusal is the status and `code`
+/// of the first failing leg, with its index in `leg`.
+#[utoipa::path(
+    post,
+    path = "/batches",
+    tag = "transfers",
+    request_body = BatchRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters. One key covers the whole batch."),
+    ),
+    responses(
+        (status = 201, description = "Applied (or replayed): the transfers in leg order.", body = BatchDto,
+            headers(
+                ("Location" = String, description = "The batch: `/batches/{id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
+            )),
+        (status = 400, description = "`invalid_request`: malformed JSON, unknown fields, a malformed leg (`leg` names it), bad Idempotency-Key.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`account_not_found` (`leg` names the first leg that names a missing account).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`account_closed`, `account_closing` (`leg` names the leg); `idempotency_in_flight`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: above `LEDGER_BATCH_BODY_LIMIT_BYTES`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (0 or more than 8,189 legs; or a leg's amount, accounts or metadata, with `leg`), `insufficient_funds`, `currency_mismatch` (with `leg`), `idempotency_key_reused`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn create_batch(
+    state: web::Data<AppState>,
+    key: IdempotencyKeyHeader,
+    body: web::Json<BatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = body.into_inner().transfers;
+    check_batch_size(raw.len())?;
+    let mut legs = Vec::with_capacity(raw.len());
+    for (index, leg) in raw.into_iter().enumerate() {
+        let leg: TransferRequest = serde_json::from_value(leg).map_err(|err| {
+            ApiError::invalid_request(format!("invalid transfer: {err}")).for_leg(index)
+        })?;
+        let amount = state
+            .amount(&leg.amount, "amount")
+            .map_err(|err| err.for_leg(index))?;
+        let metadata = parse_metadata(leg.metadata).map_err(|err| err.for_leg(index))?;
+        legs.push(BatchLeg {
+            source: AccountId::from(leg.source),
+            destination: AccountId::from(leg.destination),
+            amount,
+            metadata,
+        });
+    }
+    let outcome = state.ledger.batch(legs, key.key()).await?;
+    let batch = BatchDto::from(outcome.value);
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, format!("/batches/{}", batch.id)));
+    mark_replayed(&mut response, outcome.replayed);
+    Ok(response.json(batch))
+}
+
+/// Reads one batch: its transfers in leg order.
+#[utoipa::path(
+    get,
+    path = "/batches/{id}",
+    tag = "transfers",
+    params(("id" = Uuid, Path, description = "The batch id.")),
+    responses(
+        (status = 200, description = "The batch.", body = BatchDto),
+        (status = 400, description = "`invalid_request`: the id is not a UUID.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`batch_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn get_batch(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let batch = state.ledger.get_batch(BatchId::from(*id)).await?;
+    Ok(HttpResponse::Ok().json(BatchDto::from(batch)))
+}
