@@ -5,6 +5,7 @@
 
 mod accounts;
 mod balances;
+mod batches;
 mod concurrency;
 mod idempotency;
 mod journal;

@@ -79,9 +79,7 @@ impl ErrorCode {
             Self::AccountNotFound
             | Self::TransferNotFound
             | Self::BatchNotFound
-            | Self::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AccountExists
             | Self::AccountClosed
@@ -527,7 +525,10 @@ mod tests {
         assert_eq!(api.leg(), Some(7));
         let problem = serde_json::to_value(api.problem()).expect("serializable");
         assert_eq!(problem["leg"], 7);
-        assert!(problem["detail"].as_str().expect("detail").starts_with("transfers[7]"));
+        assert!(problem["detail"]
+            .as_str()
+            .expect("detail")
+            .starts_with("transfers[7]"));
         let plain = serde_json::to_value(ApiError::invalid_request("x").problem()).expect("json");
         assert!(plain.get("leg").is_none());
     }

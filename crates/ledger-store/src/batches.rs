@@ -291,17 +291,18 @@ impl Ledger {
         // to find the leg the refusal belongs to (one subtransaction).
         tx.batch_execute("savepoint batch_insert").await?;
         let insert = tx.prepare_cached(&insert_batch_sql()).await?;
-        let inserted = match insert_legs(tx, &insert, legs, transfer_ids, &rows, 0..legs.len()).await
-        {
-            Ok(inserted) => inserted,
-            Err(err) if lost_race(&err) => return Ok(Attempt::LostRace),
-            Err(err) => {
-                tx.batch_execute("rollback to savepoint batch_insert").await?;
-                return self
-                    .find_refused_leg(tx, &insert, legs, transfer_ids, &rows, err)
-                    .await;
-            }
-        };
+        let inserted =
+            match insert_legs(tx, &insert, legs, transfer_ids, &rows, 0..legs.len()).await {
+                Ok(inserted) => inserted,
+                Err(err) if lost_race(&err) => return Ok(Attempt::LostRace),
+                Err(err) => {
+                    tx.batch_execute("rollback to savepoint batch_insert")
+                        .await?;
+                    return self
+                        .find_refused_leg(tx, &insert, legs, transfer_ids, &rows, err)
+                        .await;
+                }
+            };
         if inserted.len() != legs.len() {
             return Ok(Attempt::LostRace);
         }
@@ -381,7 +382,10 @@ async fn insert_legs(
     let rows = &rows[range.clone()];
     let sources: Vec<Uuid> = legs.iter().map(|leg| leg.source.as_uuid()).collect();
     let seqs: Vec<i64> = rows.iter().map(|row| row.seq).collect();
-    let ids: Vec<Uuid> = transfer_ids[range].iter().map(TransferId::as_uuid).collect();
+    let ids: Vec<Uuid> = transfer_ids[range]
+        .iter()
+        .map(TransferId::as_uuid)
+        .collect();
     let destinations: Vec<Uuid> = legs.iter().map(|leg| leg.destination.as_uuid()).collect();
     let currencies: Vec<&str> = rows.iter().map(|row| row.currency.code()).collect();
     let amounts: Vec<Decimal> = rows.iter().map(|row| row.amount).collect();
@@ -420,9 +424,7 @@ fn lost_race(err: &tokio_postgres::Error) -> bool {
 
 async fn fetch_batch(client: &impl GenericClient, id: BatchId) -> Result<Batch, StoreError> {
     let statement = client
-        .prepare_cached(
-            "select created_at, transfer_ids from ledger.batches where batch_id = $1",
-        )
+        .prepare_cached("select created_at, transfer_ids from ledger.batches where batch_id = $1")
         .await?;
     let row = client
         .query_opt(&statement, &[&id.as_uuid()])
@@ -482,7 +484,12 @@ fn fingerprint(legs: &[BatchLeg]) -> RequestFingerprint {
         parts.push(leg.source.to_string());
         parts.push(leg.destination.to_string());
         parts.push(leg.amount.normalize().to_string());
-        parts.push(leg.metadata.as_ref().map(Metadata::canonical).unwrap_or_default());
+        parts.push(
+            leg.metadata
+                .as_ref()
+                .map(Metadata::canonical)
+                .unwrap_or_default(),
+        );
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     RequestFingerprint::of("batch", &parts)

@@ -273,10 +273,7 @@ impl Ledger {
             // Non-decreasing, not increasing: the rows of one batch out of
             // one source share the batch's created_at (sql/V3__batches.sql).
             if row.created_at_micros < previous_time {
-                violation(
-                    "time_order",
-                    "created_at goes back along the chain".into(),
-                );
+                violation("time_order", "created_at goes back along the chain".into());
             }
             for account in [row.source, row.destination] {
                 match accounts.get(&account) {

@@ -11,8 +11,8 @@
 //! new head: the unique key is the only concurrency control.
 
 mod accounts;
-mod batches;
 mod balances;
+mod batches;
 mod config;
 mod cursor;
 mod error;
