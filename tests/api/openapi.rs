@@ -64,6 +64,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
             "GET /accounts/{id}",
             "GET /accounts/{id}/balance",
             "GET /accounts/{id}/transfers",
+            "GET /batches/{id}",
             "GET /health",
             "GET /journal/digest",
             "GET /ready",
@@ -72,6 +73,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
             "POST /accounts",
             "POST /accounts/{id}/deposits",
             "POST /accounts/{id}/withdrawals",
+            "POST /batches",
             "POST /transfers",
         ]
     );
