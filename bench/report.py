@@ -104,6 +104,7 @@ def http(out, name):
         "expected_by_code": summary["expected_by_code"],
         "window": summary["window"],
         "wait_ms": run.get("wait_ms"),
+        "batch_legs": run.get("batch_legs"),
         "mean_ms": summary["all"]["mean_ms"],
         "setup": run.get("setup"),
         "ledger_check": (run.get("check") or {}).get("passed"),
@@ -173,6 +174,14 @@ def table(results):
             f"{zipf['run_time_s']} s | {fmt(zipf['requests_per_s'], 0)} requests/s, "
             f"{fmt(zipf['transfers_201_per_s'], 0)} transfers/s | {fmt(zipf['p50_ms'], 2)} | {fmt(zipf['p99_ms'], 2)} "
             f"| {failures(zipf)} (expected answers: {expected}) | {cpu_note(zipf['cpu'])} |")
+    batch = results.get("batch")
+    if batch and batch.get("batch_legs"):
+        batches = batch["by_kind"].get("batch", {})
+        lines.append(
+            f"| Atomic batches of {batch['batch_legs']} transfers over the pool | {batch['users']} users, "
+            f"no pauses, {batch['run_time_s']} s | **{fmt(batches.get('ok_per_s', 0.0) * batch['batch_legs'], 0)} "
+            f"transfers/s** ({fmt(batches.get('ok_per_s', 0.0), 1)} batches/s) | {fmt(batch['p50_ms'], 2)} "
+            f"| {fmt(batch['p99_ms'], 2)} | {failures(batch)} | {cpu_note(batch['cpu'])} |")
     deposits = results.get("deposits")
     if deposits:
         lines.append(
@@ -231,6 +240,20 @@ def targets(results):
             f"- Hot (one source) / uniform: **{ratio:.2f}×** (target ≥ 0.8 and p99 ≤ 100 ms: "
             f"{verdict(ratio >= 0.8 and p99 <= 100)}; p99 {fmt(p99, 1)} ms); "
             f"5xx: {fivexx}, real errors: {hot['real_errors_whole_run']}")
+    batch = results.get("batch")
+    if batch and batch.get("batch_legs"):
+        batches = batch["by_kind"].get("batch", {})
+        batch["transfers_per_s"] = batches.get("ok_per_s", 0.0) * batch["batch_legs"]
+        reference_batch = (results.get("reference") or {}).get("batch")
+        if reference_batch and reference_batch.get("rows_per_s"):
+            ratio = batch["transfers_per_s"] / reference_batch["rows_per_s"]
+            results["ratios"]["batch_over_reference"] = ratio
+            lines.append(
+                f"- Batches of {batch['batch_legs']} / reference 100-row batches "
+                f"({reference_batch['rows_per_s']:,.0f} rows/s): **{ratio:.2f}×** "
+                f"({fmt(batch['transfers_per_s'], 0)} transfers/s, batch p99 "
+                f"{fmt(batches.get('p99_ms'), 0)} ms; target ≥ 0.5: {verdict(ratio >= 0.5)}); "
+                f"real errors: {batch['real_errors_whole_run']}")
     deposits = results.get("deposits")
     if deposits and tp:
         ratio = (deposits["transfers_201_per_s"] / tp["transfers_201_per_s"]
@@ -354,7 +377,7 @@ def main():
     ref = reference(out)
     if ref:
         results["reference"] = ref
-    for name in ["throughput", "hot", "hotzipf", "deposits", "classic"] + [
+    for name in ["throughput", "hot", "hotzipf", "deposits", "batch", "classic"] + [
             os.path.basename(p)[:-5] for p in glob.glob(os.path.join(out, "knee-*.json"))]:
         run = http(out, name)
         if run:

@@ -71,6 +71,9 @@ pub enum ScenarioKind {
     /// Inclusion proofs of transfers (weight 4) while the same users read
     /// accounts (weight 1): whether journal work starves other requests.
     Journal,
+    /// No pauses: atomic batches of `--batch-legs` transfers between random
+    /// accounts of a pre-opened pool (`POST /batches`).
+    Batch,
 }
 
 impl ScenarioKind {
@@ -83,6 +86,7 @@ impl ScenarioKind {
             Self::Asof => "asof",
             Self::Journal => "journal",
             Self::Deposits => "deposits",
+            Self::Batch => "batch",
         }
     }
 
@@ -92,6 +96,7 @@ impl ScenarioKind {
             Self::Classic => 100,
             Self::Hot | Self::Throughput | Self::Journal | Self::Deposits => 64,
             Self::Asof => 32,
+            Self::Batch => 1,
         }
     }
 
@@ -100,7 +105,7 @@ impl ScenarioKind {
         match self {
             Self::Classic => 0,
             Self::Hot => 8,
-            Self::Throughput => 10_000,
+            Self::Throughput | Self::Batch => 10_000,
             Self::Asof | Self::Journal | Self::Deposits => 200,
         }
     }
@@ -175,6 +180,14 @@ pub struct RunArgs {
     /// Hot scenario: every transfer leaves the same account
     #[arg(long, help_heading = "Ledger")]
     pub single_source: bool,
+    /// Batch scenario: transfers per batch (1 to 8189)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        help_heading = "Ledger"
+    )]
+    pub batch_legs: usize,
     /// Pause between a user's requests, in ms, such as 1000..3000 [classic 1000..3000, others none]
     #[arg(long, value_name = "MIN..MAX", help_heading = "Ledger")]
     pub wait: Option<WaitRange>,

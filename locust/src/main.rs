@@ -88,7 +88,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
         // can pay, opened alone: the first funded open creates the
         // currency's system account (see setup::open_accounts).
         ScenarioKind::Classic => vec![None],
-        ScenarioKind::Throughput | ScenarioKind::Deposits => {
+        ScenarioKind::Throughput | ScenarioKind::Deposits | ScenarioKind::Batch => {
             (0..accounts).map(|i| Some(pool_account_id(i))).collect()
         }
         ScenarioKind::Hot | ScenarioKind::Asof | ScenarioKind::Journal => vec![None; accounts],
@@ -132,16 +132,19 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
             }
         );
     }
-    let shared = state::install(Shared::new(
-        scenario,
-        args.amount.clone(),
-        initial_balance.clone(),
-        bounds.users,
-        opened.as_ref().map(|o| o.ids.clone()).unwrap_or_default(),
-        zipf,
-        args.single_source,
-        history_from,
-    ))?;
+    let shared = state::install(
+        Shared::new(
+            scenario,
+            args.amount.clone(),
+            initial_balance.clone(),
+            bounds.users,
+            opened.as_ref().map(|o| o.ids.clone()).unwrap_or_default(),
+            zipf,
+            args.single_source,
+            history_from,
+        )
+        .with_batch_legs(args.batch_legs),
+    )?;
     if let Some(opened) = &opened {
         if setup::is_positive(&initial_balance) {
             for _ in 0..opened.created {
@@ -192,6 +195,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
             "single_source": args.single_source,
             "wait_ms": wait.map(|w| [w.min.as_millis(), w.max.as_millis()]),
             "zipf": (scenario == ScenarioKind::Hot).then_some(args.zipf),
+            "batch_legs": (scenario == ScenarioKind::Batch).then_some(args.batch_legs),
             "setup": opened,
             "summary": summary,
             "check": report,

@@ -45,6 +45,11 @@ pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario,
             .register_transaction(
                 transaction!(transfer_within_pool).set_name("transfer within the pool"),
             ),
+        ScenarioKind::Batch => scenario
+            .register_transaction(transaction!(start).set_on_start().set_name("start"))
+            .register_transaction(
+                transaction!(batch_within_pool).set_name("batch within the pool"),
+            ),
         ScenarioKind::Deposits => scenario
             .register_transaction(transaction!(start).set_on_start().set_name("start"))
             .register_transaction(
@@ -178,6 +183,36 @@ async fn transfer_within_pool(user: &mut GooseUser) -> TransactionResult {
         return Ok(());
     };
     transfer(user, source, destination).await
+}
+
+/// Batch: one atomic batch of `--batch-legs` transfers of `--amount`, each
+/// between two random accounts of the pool. Every leg is a row.
+async fn batch_within_pool(user: &mut GooseUser) -> TransactionResult {
+    let shared = shared_state();
+    let legs: Vec<Value> = (0..shared.batch_legs)
+        .filter_map(|_| shared.pick_pair())
+        .map(|(source, destination)| {
+            json!({ "source": source, "destination": destination, "amount": shared.amount })
+        })
+        .collect();
+    if legs.is_empty() {
+        return Ok(());
+    }
+    let count = legs.len();
+    let body = json!({ "transfers": legs });
+    call(
+        user,
+        Kind::Batch,
+        GooseMethod::Post,
+        "/batches",
+        "/batches",
+        Some(&body),
+    )
+    .await?;
+    for _ in 0..count {
+        shared.recorder.created_row();
+    }
+    Ok(())
 }
 
 /// Deposits: `--amount` into a random account of the pool. Recorded as a

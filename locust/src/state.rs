@@ -30,6 +30,8 @@ pub struct Shared {
     pub single_source: bool,
     /// As-of scenario: reads pick times from here to now.
     pub history_from: DateTime<Utc>,
+    /// Batch scenario: transfers per batch.
+    pub batch_legs: usize,
     /// Every request goes here.
     pub recorder: Recorder,
     started_users: AtomicUsize,
@@ -80,9 +82,16 @@ impl Shared {
             zipf,
             single_source,
             history_from,
+            batch_legs: 1,
             recorder: Recorder::new(),
             started_users: AtomicUsize::new(0),
         }
+    }
+
+    /// The batch scenario's transfers per batch.
+    pub fn with_batch_legs(mut self, legs: usize) -> Self {
+        self.batch_legs = legs;
+        self
     }
 
     /// A user has started (its on-start work done); when the last one has,

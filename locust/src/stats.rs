@@ -28,16 +28,19 @@ pub enum Kind {
     Proof,
     /// `GET /accounts/{id}`.
     Account,
+    /// `POST /batches`.
+    Batch,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Open,
         Kind::Transfer,
         Kind::Balance,
         Kind::BalanceAt,
         Kind::Proof,
         Kind::Account,
+        Kind::Batch,
     ];
 
     fn label(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Kind {
             Kind::BalanceAt => "balance_at",
             Kind::Proof => "proof",
             Kind::Account => "account",
+            Kind::Batch => "batch",
         }
     }
 }
