@@ -176,9 +176,10 @@ create table ledger.transfers (
 ) with (fillfactor = 100); -- rows are never updated: pack pages full
 
 -- Outgoing rows by time: the source's outgoing total as of any timestamp, and
--- the outgoing half of an account's history.
+-- the outgoing half of an account's history. Ties in created_at are the rows
+-- of one batch out of one source; source_seq orders them.
 create index transfers_source_created_at_idx
-    on ledger.transfers (source_account_id, created_at);
+    on ledger.transfers (source_account_id, created_at, source_seq);
 
 -- Incoming rows by time: the incoming tail after a checkpoint, as-of reads,
 -- and the incoming half of an account's history.
@@ -348,11 +349,13 @@ begin
      where t.destination_account_id = p_account_id
        and t.created_at >= coalesce(checkpoint_through, '-infinity')
        and t.created_at <= p_at;
+    -- Ties are the rows of one batch out of this source (they share the
+    -- batch's created_at): the last of them carries the running total.
     select t.source_outgoing_total into outgoing
       from ledger.transfers t
      where t.source_account_id = p_account_id
        and t.created_at <= p_at
-     order by t.created_at desc
+     order by t.created_at desc, t.source_seq desc
      limit 1;
     return coalesce(checkpoint_total, 0) + coalesce(incoming_tail, 0) - coalesce(outgoing, 0);
 end;
@@ -454,6 +457,7 @@ declare
     previous_created_at timestamptz := '-infinity';
     previous_outgoing_total numeric := 0;
     previous_hash bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
+    batch_at timestamptz;
 begin
     -- The sequence race is only sound when each statement sees what
     -- committed before it.
@@ -530,8 +534,23 @@ begin
         end if;
     end if;
 
-    -- Server-assigned, whatever the client sent.
-    new.created_at := greatest(clock_timestamp(), previous_created_at + interval '1 microsecond');
+    -- Server-assigned, whatever the client sent. Inside a batch
+    -- (ledger.batch_at, set by ledger.begin_batch_time in this transaction;
+    -- see sql/V3__batches.sql) every row takes the batch's one time, refused
+    -- by name if that would go back before the source's previous row;
+    -- otherwise the clock, strictly after the previous row. ('' once the
+    -- setting was defined in this session: a transaction-local value is
+    -- reset, not removed, when its transaction ends.)
+    batch_at := nullif(current_setting('ledger.batch_at', true), '')::timestamptz;
+    if batch_at is null then
+        new.created_at := greatest(clock_timestamp(), previous_created_at + interval '1 microsecond');
+    elsif batch_at < previous_created_at then
+        raise exception 'batch time % is before the previous transfer out of %', batch_at,
+                new.source_account_id
+            using errcode = 'check_violation', constraint = 'transfers_batch_time_order';
+    else
+        new.created_at := batch_at;
+    end if;
     new.source_outgoing_total := previous_outgoing_total + new.amount;
     new.source_is_system := source_is_system;
     new.source_balance_after :=
