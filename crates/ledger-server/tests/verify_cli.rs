@@ -4,8 +4,8 @@
 use std::process::Command;
 use std::str::FromStr;
 
-use ledger_domain::{Currency, Decimal};
-use ledger_store::NewAccount;
+use ledger_domain::{AccountId, Currency, Decimal};
+use ledger_store::{Ledger, NewAccount};
 use ledger_testkit::TestDatabase;
 
 fn run_verify(database: &TestDatabase) -> (bool, String) {
@@ -19,29 +19,28 @@ fn run_verify(database: &TestDatabase) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Opens a USD account holding `balance`.
+async fn open_usd(ledger: &Ledger, balance: &str) -> AccountId {
+    let request = NewAccount {
+        id: None,
+        currency: Currency::parse("USD").expect("USD"),
+        initial_balance: Some(Decimal::from_str(balance).expect("decimal")),
+        metadata: None,
+    };
+    ledger
+        .open_account(request, None)
+        .await
+        .expect("open")
+        .value
+        .id
+}
+
 #[tokio::test]
 async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
     let database = TestDatabase::create().await.expect("database");
     let ledger = database.ledger();
-    let usd = Currency::parse("USD").expect("USD");
-    let open = |balance: &str| NewAccount {
-        id: None,
-        currency: usd,
-        initial_balance: Some(Decimal::from_str(balance).expect("decimal")),
-        metadata: None,
-    };
-    let a = ledger
-        .open_account(open("10.00"), None)
-        .await
-        .expect("open")
-        .value
-        .id;
-    let b = ledger
-        .open_account(open("0"), None)
-        .await
-        .expect("open")
-        .value
-        .id;
+    let a = open_usd(&ledger, "10.00").await;
+    let b = open_usd(&ledger, "0").await;
     let mut transfers = Vec::new();
     for _ in 0..3 {
         let amount = Decimal::from_str("1.00").expect("decimal");
@@ -82,25 +81,8 @@ async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
 async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_close() {
     let database = TestDatabase::create().await.expect("database");
     let ledger = database.ledger();
-    let usd = Currency::parse("USD").expect("USD");
-    let open = |balance: &str| NewAccount {
-        id: None,
-        currency: usd,
-        initial_balance: Some(Decimal::from_str(balance).expect("decimal")),
-        metadata: None,
-    };
-    let payer = ledger
-        .open_account(open("10.00"), None)
-        .await
-        .expect("open")
-        .value
-        .id;
-    let emptied = ledger
-        .open_account(open("0"), None)
-        .await
-        .expect("open")
-        .value
-        .id;
+    let payer = open_usd(&ledger, "10.00").await;
+    let emptied = open_usd(&ledger, "0").await;
     ledger.close_account(emptied, None).await.expect("close");
     let (ok, report) = run_verify(&database);
     assert!(ok, "{report}");
