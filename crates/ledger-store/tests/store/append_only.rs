@@ -54,22 +54,7 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
     let closing = open(&ledger, "0").await;
     let unknown = ledger_domain::AccountId::generate();
     let client = database.connect().await.expect("connect");
-    // A close in progress, by hand: a running transaction named by the mark.
-    let mut closer = database.connect().await.expect("connect");
-    let closing_tx = closer.transaction().await.expect("begin");
-    let xid: i64 = closing_tx
-        .query_one("select pg_current_xact_id()::text::bigint", &[])
-        .await
-        .expect("xid")
-        .get(0);
-    client
-        .execute(
-            "update ledger.accounts set closing_at = clock_timestamp(),
-                    closing_xid = $2::bigint::text::xid8 where account_id = $1",
-            &[&closing.as_uuid(), &xid],
-        )
-        .await
-        .expect("mark");
+    let closer = super::support::close_in_progress(&database, closing).await;
 
     // (source, seq, destination, currency, amount, the constraint that must fire)
     let cases = [
@@ -141,5 +126,5 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
         .expect("count")
         .get(0);
     assert_eq!(count, 2, "only the two opening deposits exist");
-    closing_tx.rollback().await.expect("rollback");
+    closer.batch_execute("rollback").await.expect("rollback");
 }

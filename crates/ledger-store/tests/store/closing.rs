@@ -14,7 +14,7 @@ use ledger_store::{Ledger, StoreError};
 use ledger_testkit::TestDatabase;
 use rand::Rng;
 
-use super::support::{assert_invariants, balance, database, dec, open};
+use super::support::{assert_invariants, balance, close_in_progress, database, dec, open};
 
 /// Rounds of the stress test; `LEDGER_CLOSE_STRESS_ROUNDS` overrides.
 fn stress_rounds() -> usize {
@@ -242,35 +242,15 @@ async fn transfers_meet_a_close_in_progress_with_a_retryable_refusal_and_its_out
     let (database, ledger) = database().await;
     for (outcome, expected_after) in [("rollback", "open"), ("commit", "closed")] {
         let account = open(&ledger, "0").await;
-        // A close attempt by hand: its transaction, and the mark naming it.
-        let mut closer = database.connect().await.expect("connect");
-        let marker = database.connect().await.expect("connect");
-        let closing = closer.transaction().await.expect("begin");
-        let xid: i64 = closing
-            .query_one("select pg_current_xact_id()::text::bigint", &[])
-            .await
-            .expect("xid")
-            .get(0);
-        marker
-            .execute(
-                "update ledger.accounts set closing_at = clock_timestamp(),
-                        closing_xid = $2::bigint::text::xid8 where account_id = $1",
-                &[&account.as_uuid(), &xid],
-            )
-            .await
-            .expect("mark");
+        let closer = close_in_progress(&database, account).await;
 
         assert!(matches!(
             ledger.deposit(account, dec("1.00"), None, None).await,
             Err(StoreError::Domain(DomainError::AccountClosing(id))) if id == account
         ));
-        if outcome == "commit" {
-            // Committed without setting closed_at: the attempt's commit is
-            // what closes, for every reader.
-            closing.commit().await.expect("commit");
-        } else {
-            closing.rollback().await.expect("rollback");
-        }
+        // A commit without closed_at set: the attempt's commit is what
+        // closes, for every reader.
+        closer.batch_execute(outcome).await.expect(outcome);
         let after = ledger.deposit(account, dec("1.00"), None, None).await;
         match expected_after {
             "open" => assert!(after.is_ok(), "{after:?}"),

@@ -80,6 +80,33 @@ pub async fn state(database: &TestDatabase) -> LedgerState {
     }
 }
 
+/// A close of `account` in progress, made by hand: a transaction that has
+/// taken its xid and is left open, and a committed mark naming that xid.
+/// The returned client holds the transaction; send it `commit` (the close
+/// takes effect) or `rollback` (the account is open again).
+pub async fn close_in_progress(
+    database: &TestDatabase,
+    account: AccountId,
+) -> tokio_postgres::Client {
+    let closer = database.connect().await.expect("connect");
+    closer.batch_execute("begin").await.expect("begin");
+    let xid: i64 = closer
+        .query_one("select pg_current_xact_id()::text::bigint", &[])
+        .await
+        .expect("xid")
+        .get(0);
+    let marker = database.connect().await.expect("connect");
+    marker
+        .execute(
+            "update ledger.accounts set closing_at = clock_timestamp(),
+                    closing_xid = $2::bigint::text::xid8 where account_id = $1",
+            &[&account.as_uuid(), &xid],
+        )
+        .await
+        .expect("mark");
+    closer
+}
+
 /// Checks every invariant of the whole ledger with plain queries that do
 /// not use the ledger's own functions (except to compare against them).
 pub async fn assert_invariants(database: &TestDatabase) {
