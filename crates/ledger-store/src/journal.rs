@@ -1,12 +1,8 @@
-//! The verifiable journal (see `ledger_domain::journal`): full verification
-//! of the log, the digest of all chains as of a final time, and inclusion
-//! proofs for single transfers.
-
-use std::collections::HashMap;
+//! The verifiable journal (see `ledger_domain::journal`): the digest of all
+//! chains as of a final time, and inclusion proofs for single transfers.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use futures::{pin_mut, TryStreamExt};
 use ledger_domain::journal::{
     audit_path, leaf_hash, merkle_root, root_from_path, to_hex, Hash, TransferEncoding, GENESIS,
 };
@@ -14,33 +10,6 @@ use ledger_domain::{Decimal, DomainError, TransferId};
 use uuid::Uuid;
 
 use crate::{Ledger, StoreError};
-
-/// What `verify` found.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VerifyReport {
-    /// Transfer rows read.
-    pub rows_checked: u64,
-    /// Source chains recomputed.
-    pub chains_checked: u64,
-    /// Accounts whose balance was recomputed.
-    pub accounts_checked: u64,
-    /// Every disagreement, in log order (first = the first row where
-    /// anything disagrees). Capped at 100.
-    pub violations: Vec<Violation>,
-}
-
-/// One disagreement between the log and its invariants.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Violation {
-    /// Stable name of the broken rule, e.g. `hash_mismatch`.
-    pub rule: &'static str,
-    /// The row, when the rule is about one row: (source, seq, transfer id).
-    pub row: Option<(Uuid, i64, Uuid)>,
-    /// The account or currency concerned, for ledger-wide rules.
-    pub subject: Option<String>,
-    /// What was expected and found.
-    pub detail: String,
-}
 
 /// The digest of every source's chain as of a final time.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,11 +81,9 @@ fn from_hex(text: &str) -> Option<Hash> {
     Some(hash)
 }
 
-const MAX_VIOLATIONS: usize = 100;
-
 /// Every column of a row as the database renders it to text, the same
 /// rendering `ledger.transfer_encoding` uses.
-const ROW_TEXT: &str = "transfer_id, transfer_id::text as transfer_text, \
+pub(crate) const ROW_TEXT: &str = "transfer_id, transfer_id::text as transfer_text, \
     source_account_id, source_account_id::text as source_text, source_seq, \
     destination_account_id, destination_account_id::text as destination_text, currency_code, \
     amount, amount::text as amount_text, \
@@ -125,20 +92,20 @@ const ROW_TEXT: &str = "transfer_id, transfer_id::text as transfer_text, \
     source_balance_after::text as source_after_text, \
     coalesce(metadata::text, '') as metadata_text, row_hash";
 
-struct Row {
-    transfer_id: Uuid,
-    source: Uuid,
-    seq: i64,
-    destination: Uuid,
-    currency: String,
-    amount: Decimal,
-    created_at_micros: i64,
-    outgoing_total: Decimal,
-    encoding: String,
-    row_hash: Vec<u8>,
+pub(crate) struct Row {
+    pub(crate) transfer_id: Uuid,
+    pub(crate) source: Uuid,
+    pub(crate) seq: i64,
+    pub(crate) destination: Uuid,
+    pub(crate) currency: String,
+    pub(crate) amount: Decimal,
+    pub(crate) created_at_micros: i64,
+    pub(crate) outgoing_total: Decimal,
+    pub(crate) encoding: String,
+    pub(crate) row_hash: Vec<u8>,
 }
 
-fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
+pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
     let encoding = TransferEncoding {
         transfer_id: row.try_get("transfer_text")?,
         source: row.try_get("source_text")?,
@@ -167,246 +134,6 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
 }
 
 impl Ledger {
-    /// Recomputes every chain and every invariant from the log alone: gap-free
-    /// sequences, running totals, row hashes, time order, amounts, currency
-    /// agreement, per-currency sums of zero, no negative customer balance,
-    /// each derived balance equal to a plain recomputation, and every closed
-    /// account empty with no transfer after its close.
-    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let mut client = self.client().await?;
-        // One snapshot for the whole check, so that concurrent writes cannot
-        // make the log and the derived balances disagree.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-
-        // (currency, is system, closed_at in µs since the epoch).
-        let accounts: HashMap<Uuid, (String, bool, Option<i64>)> = tx
-            .query(
-                "select account_id, currency_code, is_system, \
-                        (extract(epoch from closed_at) * 1000000)::bigint \
-                   from ledger.accounts",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
-                ))
-            })
-            .collect::<Result<_, StoreError>>()?;
-
-        let mut report = VerifyReport {
-            rows_checked: 0,
-            chains_checked: 0,
-            accounts_checked: 0,
-            violations: Vec::new(),
-        };
-        let flag = |report: &mut VerifyReport, violation: Violation| {
-            if report.violations.len() < MAX_VIOLATIONS {
-                report.violations.push(violation);
-            }
-        };
-        let mut balances: HashMap<Uuid, Decimal> = HashMap::new();
-        // The latest transfer touching each account, in µs.
-        let mut last_moved: HashMap<Uuid, i64> = HashMap::new();
-
-        let statement = tx
-            .prepare(&format!(
-                "select {ROW_TEXT} from ledger.transfers order by source_account_id, source_seq"
-            ))
-            .await?;
-        let stream = tx.query_raw(&statement, std::iter::empty::<i64>()).await?;
-        pin_mut!(stream);
-        let mut previous: Option<(Uuid, i64, Decimal, Hash, i64)> = None;
-        while let Some(raw) = stream.try_next().await? {
-            let row = read_row(&raw)?;
-            report.rows_checked += 1;
-            let at = Some((row.source, row.seq, row.transfer_id));
-            let (expected_seq, previous_total, previous_hash, previous_time) = match previous {
-                Some((source, seq, total, hash, time)) if source == row.source => {
-                    (seq + 1, total, hash, time)
-                }
-                _ => {
-                    report.chains_checked += 1;
-                    (0, Decimal::ZERO, GENESIS, i64::MIN)
-                }
-            };
-            let mut violation = |rule, detail: String| {
-                flag(
-                    &mut report,
-                    Violation {
-                        rule,
-                        row: at,
-                        subject: None,
-                        detail,
-                    },
-                )
-            };
-            if row.seq != expected_seq {
-                violation(
-                    "sequence_gap",
-                    format!("expected seq {expected_seq}, found {}", row.seq),
-                );
-            }
-            if row.amount <= Decimal::ZERO {
-                violation("non_positive_amount", format!("amount {}", row.amount));
-            }
-            if row.source == row.destination {
-                violation("same_account", "source equals destination".into());
-            }
-            if row.outgoing_total != previous_total + row.amount {
-                violation(
-                    "running_total",
-                    format!(
-                        "expected outgoing total {}, found {}",
-                        previous_total + row.amount,
-                        row.outgoing_total
-                    ),
-                );
-            }
-            // Non-decreasing, not increasing: the rows of one batch out of
-            // one source share the batch's created_at (sql/V3__batches.sql).
-            if row.created_at_micros < previous_time {
-                violation("time_order", "created_at goes back along the chain".into());
-            }
-            for account in [row.source, row.destination] {
-                match accounts.get(&account) {
-                    Some((currency, _, _)) if *currency == row.currency => {}
-                    Some((currency, _, _)) => violation(
-                        "currency_mismatch",
-                        format!(
-                            "{} transfer touches {currency} account {account}",
-                            row.currency
-                        ),
-                    ),
-                    None => violation(
-                        "unknown_account",
-                        format!("account {account} does not exist"),
-                    ),
-                }
-            }
-            let hash = ledger_domain::journal::chain_hash(&previous_hash, row.encoding.as_bytes());
-            if hash.as_slice() != row.row_hash.as_slice() {
-                violation(
-                    "hash_mismatch",
-                    format!(
-                        "stored row hash {} is not sha256(previous ‖ encoding) = {}",
-                        hex(&row.row_hash),
-                        to_hex(&hash)
-                    ),
-                );
-            }
-            *balances.entry(row.source).or_default() -= row.amount;
-            *balances.entry(row.destination).or_default() += row.amount;
-            for account in [row.source, row.destination] {
-                let latest = last_moved.entry(account).or_insert(i64::MIN);
-                *latest = (*latest).max(row.created_at_micros);
-            }
-            // Chain on from the stored hash, so one tampered row is reported
-            // once rather than as every row after it.
-            let stored: Hash = row.row_hash.as_slice().try_into().unwrap_or(hash);
-            previous = Some((
-                row.source,
-                row.seq,
-                row.outgoing_total,
-                stored,
-                row.created_at_micros,
-            ));
-        }
-
-        let mut sums: HashMap<&str, Decimal> = HashMap::new();
-        let derived: HashMap<Uuid, Decimal> = tx
-            .query(
-                "select account_id, balance from ledger.account_balances",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, StoreError>>()?;
-        let mut ids: Vec<&Uuid> = accounts.keys().collect();
-        ids.sort();
-        for id in ids {
-            let (currency, is_system, closed_at) = &accounts[id];
-            let recomputed = balances.get(id).copied().unwrap_or_default();
-            report.accounts_checked += 1;
-            *sums.entry(currency).or_default() += recomputed;
-            let subject = Some(id.to_string());
-            if !is_system && recomputed < Decimal::ZERO {
-                flag(
-                    &mut report,
-                    Violation {
-                        rule: "negative_balance",
-                        row: None,
-                        subject: subject.clone(),
-                        detail: format!("balance {recomputed}"),
-                    },
-                );
-            }
-            if let Some(closed_at) = closed_at {
-                if !recomputed.is_zero() {
-                    flag(
-                        &mut report,
-                        Violation {
-                            rule: "closed_with_balance",
-                            row: None,
-                            subject: subject.clone(),
-                            detail: format!("closed account holds {recomputed}"),
-                        },
-                    );
-                }
-                if let Some(moved) = last_moved.get(id).filter(|moved| **moved > *closed_at) {
-                    flag(
-                        &mut report,
-                        Violation {
-                            rule: "transfer_after_close",
-                            row: None,
-                            subject: subject.clone(),
-                            detail: format!(
-                                "a transfer at {moved} µs is later than the close at {closed_at} µs"
-                            ),
-                        },
-                    );
-                }
-            }
-            let view = derived.get(id).copied().unwrap_or_default();
-            if view != recomputed {
-                flag(
-                    &mut report,
-                    Violation {
-                        rule: "derived_balance_mismatch",
-                        row: None,
-                        subject,
-                        detail: format!("ledger.balance says {view}, the log sums to {recomputed}"),
-                    },
-                );
-            }
-        }
-        let mut currencies: Vec<_> = sums.into_iter().collect();
-        currencies.sort();
-        for (currency, sum) in currencies {
-            if !sum.is_zero() {
-                flag(
-                    &mut report,
-                    Violation {
-                        rule: "conservation",
-                        row: None,
-                        subject: Some(currency.to_owned()),
-                        detail: format!("{currency} balances sum to {sum}, not zero"),
-                    },
-                );
-            }
-        }
-        tx.commit().await?;
-        Ok(report)
-    }
-
     /// The digest of all chains as of `at` (default: the final horizon).
     /// `at` must be final, so that the digest for a given time never changes.
     pub async fn digest(&self, at: Option<DateTime<Utc>>) -> Result<Digest, StoreError> {
@@ -548,6 +275,6 @@ async fn chain_heads(
     Ok((at, leaves))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -24,6 +24,7 @@ mod migrate;
 mod records;
 mod slots;
 mod transfers;
+mod verify;
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -40,7 +41,8 @@ pub use balances::PAGE_BYTE_BUDGET;
 pub use config::{StoreConfig, MAX_GROUP_LEGS};
 pub use error::StoreError;
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
-pub use journal::{Digest, InclusionProof, VerifyReport, Violation};
+pub use journal::{Digest, InclusionProof};
+pub use verify::{VerifyReport, Violation};
 
 /// The statements of the transfer write path, for benchmarks that must drive
 /// the same SQL as the store (see `scripts/bench.sh`).
