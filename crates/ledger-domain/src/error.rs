@@ -99,7 +99,10 @@ pub enum DomainError {
     #[error("idempotency key must be 1 to 255 visible ASCII characters")]
     InvalidIdempotencyKey,
     /// Metadata that is not a JSON object or is too large.
-    #[error("metadata must be a JSON object of at most {max_bytes} bytes")]
+    #[error(
+        "metadata must be a JSON object of at most {max_bytes} bytes (numbers counted written \
+         out in full, as they are stored: 1e6 counts as 1000000)"
+    )]
     InvalidMetadata {
         /// The size limit.
         max_bytes: usize,

@@ -15,7 +15,9 @@ pub mod journal;
 mod metadata;
 mod transfer;
 
-pub use amount::{Amount, MAX_AMOUNT};
+pub use amount::{
+    parse_decimal_text, Amount, DecimalTextError, MAX_AMOUNT, MAX_SIGNIFICANT_DIGITS,
+};
 pub use currency::{Currency, CURRENCIES};
 pub use error::DomainError;
 pub use idempotency::{IdempotencyKey, RequestFingerprint};

@@ -12,7 +12,12 @@ impl Metadata {
     /// Largest serialized size accepted.
     pub const MAX_BYTES: usize = 16 * 1024;
 
-    /// Accepts a JSON object of bounded size.
+    /// Accepts a JSON object of bounded size, measured as PostgreSQL stores
+    /// it: `jsonb` writes numbers out in full, so `1e99999` is stored (and
+    /// returned) as a hundred thousand digits, and `1e999999` is beyond what
+    /// it holds. Counting numbers at their written-out length means a few
+    /// bytes of input can neither fail the insert nor blow up every later
+    /// response.
     pub fn parse(value: Value) -> Result<Self, DomainError> {
         let invalid = DomainError::InvalidMetadata {
             max_bytes: Self::MAX_BYTES,
@@ -22,7 +27,12 @@ impl Metadata {
         };
         let size = serde_json::to_vec(&map)
             .map(|bytes| bytes.len())
-            .unwrap_or(usize::MAX);
+            .unwrap_or(usize::MAX)
+            .saturating_add(
+                map.values()
+                    .map(number_expansion)
+                    .fold(0, usize::saturating_add),
+            );
         if size > Self::MAX_BYTES || contains_nul(&map) {
             return Err(invalid);
         }
@@ -43,6 +53,38 @@ impl Metadata {
     /// request fingerprints.
     pub fn canonical(&self) -> String {
         Value::Object(self.0.clone()).to_string()
+    }
+}
+
+/// How many bytes writing every number of `value` out in full (without an
+/// exponent) adds to its serialized size; saturates on absurd exponents.
+fn number_expansion(value: &Value) -> usize {
+    match value {
+        Value::Number(number) => {
+            let text = number.to_string();
+            let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
+                return 0;
+            };
+            let exponent = exponent
+                .trim_start_matches('+')
+                .parse::<i64>()
+                .map_or(usize::MAX, |e| {
+                    usize::try_from(e.unsigned_abs()).unwrap_or(usize::MAX)
+                });
+            mantissa
+                .len()
+                .saturating_add(exponent)
+                .saturating_sub(text.len())
+        }
+        Value::Array(items) => items
+            .iter()
+            .map(number_expansion)
+            .fold(0, usize::saturating_add),
+        Value::Object(map) => map
+            .values()
+            .map(number_expansion)
+            .fold(0, usize::saturating_add),
+        Value::Null | Value::Bool(_) | Value::String(_) => 0,
     }
 }
 
@@ -77,6 +119,32 @@ mod tests {
             (json!({"k": "nul\u{0}byte"}), "jsonb cannot store NUL"),
         ] {
             assert!(Metadata::parse(bad).is_err(), "{why}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_measured_with_its_numbers_written_out() {
+        let parse = |json: &str| Metadata::parse(serde_json::from_str(json).expect("JSON"));
+        assert!(
+            parse(r#"{"x": 1e6, "y": [1.5e-3, 7]}"#).is_ok(),
+            "small exponents are fine"
+        );
+        for (json, why) in [
+            (
+                r#"{"x": 1e999999}"#,
+                "beyond what PostgreSQL's numeric holds",
+            ),
+            (
+                r#"{"x": 1e20000}"#,
+                "twenty thousand digits once written out",
+            ),
+            (r#"{"x": [1e-20000]}"#, "tiny numbers expand too"),
+            (
+                r#"{"x": 1e99999999999999999999}"#,
+                "an exponent that overflows",
+            ),
+        ] {
+            assert!(parse(json).is_err(), "{why}");
         }
     }
 }
