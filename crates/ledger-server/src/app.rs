@@ -1,5 +1,6 @@
-//! The application: routes, extractor limits, middleware and the OpenAPI
-//! document. `main` and the black-box tests both build the server here, so
+//! The application: extractor limits, middleware, the route table
+//! ([`crate::routes`]) and the OpenAPI document it yields
+//! ([`crate::openapi`]). `main` and the black-box tests both build the server here, so
 //! the tests exercise exactly what runs in production.
 
 use std::net::TcpListener;
@@ -11,143 +12,14 @@ use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{guard, mime, web, App, HttpRequest, HttpResponse, HttpServer};
-use ledger_domain::IdempotencyKey;
+use actix_web::{mime, web, App, HttpRequest, HttpResponse, HttpServer};
 use ledger_store::Ledger;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::RefOr;
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::path::HttpMethod;
 
-use crate::body;
 use crate::config::ApiConfig;
-use crate::dto;
-use crate::error::{ApiError, ErrorCode, Problem, PROBLEM_JSON};
-use crate::handlers::{accounts, batches, fallback, health, journal, transfers, AppState};
-use crate::telemetry;
-
-/// The OpenAPI 3.1 document, served at `/openapi.json`.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Ledger API",
-        description = "An append-only double-entry ledger. Amounts are exact decimal strings \
-            (requests also accept JSON numbers, read without a float step); timestamps are \
-            RFC 3339 UTC; ids are UUIDs. Every error is an RFC 9457 problem \
-            (`application/problem+json`) with a stable `code`. Every response carries an \
-            `X-Request-ID` header (the client's, when it sent a sane one). Writes accept an \
-            `Idempotency-Key` header; a replay returns the original status and body with \
-            `Idempotent-Replayed: true`. Every GET route also answers HEAD (the same status \
-            and headers, no body). Lists (`GET /accounts`, an account's history) are paged \
-            by rows (`limit`) and by size: a page stops once it passes about 1 MiB, and \
-            always holds at least one item; follow `next_cursor`. Cursors are signed: pass \
-            them back unchanged."
-    ),
-    paths(
-        health::health,
-        health::ready,
-        accounts::open_account,
-        accounts::list_accounts,
-        accounts::get_account,
-        accounts::close_account,
-        accounts::balance,
-        accounts::history,
-        accounts::deposit,
-        accounts::withdraw,
-        transfers::create_transfer,
-        transfers::get_transfer,
-        batches::create_batch,
-        batches::get_batch,
-        journal::digest,
-        journal::proof,
-    ),
-    components(schemas(Problem, ErrorCode, dto::Money, dto::AmountInput)),
-    modifiers(&IdempotencyKeyHeaderSchema, &BodyResponses),
-    tags(
-        (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
-        (name = "transfers", description = "Money moved between two customer accounts, one transfer at a time or in atomic batches."),
-        (name = "journal", description = "The verifiable journal: a digest of every account's hash chain, and inclusion proofs."),
-        (name = "operations", description = "Liveness and readiness probes."),
-    ),
-)]
-pub struct ApiDoc;
-
-/// Describes the `Idempotency-Key` header exactly: utoipa renders an optional
-/// header as a nullable string, but a header is absent, never null.
-struct IdempotencyKeyHeaderSchema;
-
-impl Modify for IdempotencyKeyHeaderSchema {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let schema = || {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(IdempotencyKey::MAX_LEN))
-                .pattern(Some("^[!-~]+$"))
-                .examples(["0b5a2c7e-3f4d-4e8a-9c1b-6d2e8f0a4b3c"])
-        };
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.post, &mut item.delete];
-            for operation in operations.into_iter().flatten() {
-                for parameter in operation.parameters.iter_mut().flatten() {
-                    if let RefOr::T(parameter) = parameter {
-                        if parameter.name == "Idempotency-Key" {
-                            parameter.schema = Some(schema().into());
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The answers every operation with a request body can give, declared in one
-/// place because [`body::guard`] gives them all: 415 also for a
-/// Content-Encoding other than identity, and 408 for a body that took too
-/// long.
-struct BodyResponses;
-
-impl Modify for BodyResponses {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let problem = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    PROBLEM_JSON,
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Problem")))
-                        .build(),
-                )
-                .build()
-        };
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.post, &mut item.delete];
-            for operation in operations.into_iter().flatten() {
-                if operation.request_body.is_none() {
-                    continue;
-                }
-                let responses = &mut operation.responses.responses;
-                responses.insert(
-                    "408".to_owned(),
-                    problem(
-                        "`request_timeout`: the body did not arrive within the body read \
-                         timeout (`LEDGER_BODY_READ_TIMEOUT_MS`); the connection is closed.",
-                    )
-                    .into(),
-                );
-                responses.insert(
-                    "415".to_owned(),
-                    problem(
-                        "`unsupported_media_type`: the body must be application/json, sent \
-                         without a Content-Encoding (or `identity`); a refused coding is \
-                         answered with `Accept-Encoding: identity`.",
-                    )
-                    .into(),
-                );
-            }
-        }
-    }
-}
+use crate::error::{ApiError, ErrorCode};
+use crate::handlers::{fallback, AppState};
+use crate::{body, openapi, routes, telemetry};
 
 /// Builds the application around a ledger. Called once per worker.
 pub fn build_app(
@@ -177,105 +49,40 @@ pub fn build_app(
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::invalid_request(format!("invalid query string: {err}")).into()
         }))
-        .service(route(
-            "/health",
-            "GET, HEAD",
-            vec![get().to(health::health)],
+        .service(routes::register(
+            routes::operations(batch_body_limit),
+            json_error,
         ))
-        .service(route("/ready", "GET, HEAD", vec![get().to(health::ready)]))
-        .service(route(
-            "/accounts",
-            "POST, GET, HEAD",
-            vec![
-                web::post().to(accounts::open_account),
-                get().to(accounts::list_accounts),
-            ],
-        ))
-        .service(route(
-            "/accounts/{id}",
-            "GET, HEAD, DELETE",
-            vec![
-                get().to(accounts::get_account),
-                web::delete().to(accounts::close_account),
-            ],
-        ))
-        .service(route(
-            "/accounts/{id}/balance",
-            "GET, HEAD",
-            vec![get().to(accounts::balance)],
-        ))
-        .service(route(
-            "/accounts/{id}/transfers",
-            "GET, HEAD",
-            vec![get().to(accounts::history)],
-        ))
-        .service(route(
-            "/accounts/{id}/deposits",
-            "POST",
-            vec![web::post().to(accounts::deposit)],
-        ))
-        .service(route(
-            "/accounts/{id}/withdrawals",
-            "POST",
-            vec![web::post().to(accounts::withdraw)],
-        ))
-        .service(route(
-            "/transfers",
-            "POST",
-            vec![web::post().to(transfers::create_transfer)],
-        ))
-        .service(route(
-            "/transfers/{id}",
-            "GET, HEAD",
-            vec![get().to(transfers::get_transfer)],
-        ))
-        .service(
-            route(
-                "/batches",
-                "POST",
-                vec![web::post().to(batches::create_batch)],
-            )
-            // A batch's own limit: up to 8,189 legs do not fit the general one.
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(batch_body_limit)
-                    .error_handler(json_error),
-            ),
-        )
-        .service(route(
-            "/batches/{id}",
-            "GET, HEAD",
-            vec![get().to(batches::get_batch)],
-        ))
-        .service(route(
-            "/transfers/{id}/proof",
-            "GET, HEAD",
-            vec![get().to(journal::proof)],
-        ))
-        .service(route(
-            "/journal/digest",
-            "GET, HEAD",
-            vec![get().to(journal::digest)],
-        ))
-        .service(route(
+        .service(routes::resource(
             "/openapi.json",
-            "GET, HEAD",
-            vec![get().to(openapi_json)],
+            vec![(
+                HttpMethod::Get,
+                routes::actix_route(&HttpMethod::Get).to(openapi_json),
+            )],
         ))
         // The UI's pages use relative links, so they need the trailing slash.
-        .service(route(
+        .service(routes::resource(
             "/docs",
-            "GET, HEAD",
-            vec![get().to(|| async {
-                HttpResponse::PermanentRedirect()
-                    .insert_header((header::LOCATION, "/docs/"))
-                    .finish()
-            })],
+            vec![(
+                HttpMethod::Get,
+                routes::actix_route(&HttpMethod::Get).to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header((header::LOCATION, "/docs/"))
+                        .finish()
+                }),
+            )],
         ))
         .service(
-            route("/docs/{asset:.*}", "GET, HEAD", vec![get().to(docs_asset)]).app_data(
-                web::Data::new(utoipa_swagger_ui::Config::from("/openapi.json")),
-            ),
+            routes::resource(
+                "/docs/{asset:.*}",
+                vec![(
+                    HttpMethod::Get,
+                    routes::actix_route(&HttpMethod::Get).to(docs_asset),
+                )],
+            )
+            .app_data(web::Data::new(utoipa_swagger_ui::Config::from(
+                "/openapi.json",
+            ))),
         )
         .default_service(web::to(fallback))
         .wrap(Condition::new(
@@ -290,17 +97,15 @@ pub fn build_app(
         .wrap(from_fn(telemetry::request_context))
 }
 
-/// A route for GET that also answers HEAD (RFC 9110 §9.3.2: wherever GET is
-/// served). actix-web sends a HEAD response's headers, Content-Length
-/// included, without its body.
-fn get() -> actix_web::Route {
-    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
-}
-
 /// The OpenAPI document, serialized once.
 async fn openapi_json() -> HttpResponse {
-    static DOCUMENT: LazyLock<String> =
-        LazyLock::new(|| ApiDoc::openapi().to_json().unwrap_or_default());
+    // The document does not depend on the configuration: any body limit
+    // builds the same operations.
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        openapi::document(routes::operations(0))
+            .to_json()
+            .unwrap_or_default()
+    });
     HttpResponse::Ok()
         .content_type(mime::APPLICATION_JSON)
         .body(DOCUMENT.as_str())
@@ -336,17 +141,6 @@ async fn docs_asset(
             ))
         }
     }
-}
-
-/// A resource with its methods; any other method gets a 405 problem that
-/// lists `allow`.
-fn route(path: &str, allow: &'static str, routes: Vec<actix_web::Route>) -> actix_web::Resource {
-    routes
-        .into_iter()
-        .fold(web::resource(path), actix_web::Resource::route)
-        .default_service(web::to(move || async move {
-            Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
-        }))
 }
 
 fn cors(origins: &[String]) -> Cors {

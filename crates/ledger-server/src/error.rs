@@ -186,7 +186,7 @@ pub struct ApiError {
     code: ErrorCode,
     detail: String,
     /// Methods a 405 response lists in `Allow`.
-    allow: Option<&'static str>,
+    allow: Option<String>,
     /// The failing leg of a batch.
     leg: Option<usize>,
 }
@@ -227,9 +227,9 @@ impl ApiError {
     }
 
     /// 405 method_not_allowed, listing the methods the route has.
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    pub fn method_not_allowed(allow: &str) -> Self {
         Self {
-            allow: Some(allow),
+            allow: Some(allow.to_owned()),
             ..Self::new(
                 ErrorCode::MethodNotAllowed,
                 format!("this route allows only {allow}"),
@@ -281,8 +281,12 @@ impl ResponseError for ApiError {
         ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
-        if let Some(allow) = self.allow {
-            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            response.insert_header((header::ALLOW, allow));
         }
         if self.code == ErrorCode::RequestTimeout {
             // The rest of the body may still be on its way: the connection

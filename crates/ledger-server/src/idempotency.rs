@@ -14,6 +14,10 @@ use actix_web::dev::Payload;
 use actix_web::http::header::HeaderValue;
 use actix_web::{FromRequest, HttpRequest, HttpResponseBuilder};
 use ledger_domain::IdempotencyKey;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
@@ -31,6 +35,30 @@ impl IdempotencyKeyHeader {
     /// The key, as the store takes it.
     pub fn key(&self) -> Option<&IdempotencyKey> {
         self.0.as_ref()
+    }
+}
+
+/// The header as every write declares it (`params(IdempotencyKeyHeader)`):
+/// optional, and when sent, exactly what [`parse`] accepts. (A derived
+/// `Option<String>` would render as a nullable string, but a header is
+/// absent, never null.)
+impl IntoParams for IdempotencyKeyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(IdempotencyKey::MAX_LEN))
+            .pattern(Some("^[!-~]+$"))
+            .examples(["0b5a2c7e-3f4d-4e8a-9c1b-6d2e8f0a4b3c"]);
+        vec![ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes the request safe to retry: 1 to 255 visible ASCII characters.",
+            ))
+            .schema(Some(schema))
+            .build()]
     }
 }
 

@@ -11,9 +11,11 @@ pub mod dto;
 pub mod error;
 pub mod handlers;
 pub mod idempotency;
+pub mod openapi;
+pub mod routes;
 pub mod telemetry;
 pub mod timestamp;
 
-pub use app::{build_app, server, ApiDoc};
+pub use app::{build_app, server};
 pub use config::{ApiConfig, Config};
 pub use handlers::AppState;

@@ -24,8 +24,7 @@ use crate::timestamp::instant;
     tag = "accounts",
     request_body = OpenAccountRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 201, description = "Opened (or replayed).", body = AccountDto,
@@ -37,14 +36,8 @@ use crate::timestamp::instant;
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_exists`, `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
-            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance, reserved id, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn open_account(
@@ -86,9 +79,6 @@ pub async fn open_account(
         (status = 200, description = "A page of accounts.", body = AccountPage),
         (status = 400, description = "`invalid_request`: bad limit or cursor, unknown parameter.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn list_accounts(
@@ -115,9 +105,6 @@ pub async fn list_accounts(
         (status = 400, description = "`invalid_request`: the id is not a UUID.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn get_account(
@@ -136,8 +123,7 @@ pub async fn get_account(
     tag = "accounts",
     params(
         ("id" = Uuid, Path, description = "The account id."),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 200, description = "The closed account (or the replayed close).", body = AccountDto,
@@ -149,9 +135,6 @@ pub async fn get_account(
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (system accounts never close), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn close_account(
@@ -179,9 +162,6 @@ pub async fn close_account(
         (status = 400, description = "`invalid_request`: the id is not a UUID or `at` is not an RFC 3339 timestamp.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn balance(
@@ -208,9 +188,6 @@ pub async fn balance(
         (status = 400, description = "`invalid_request`: bad id, limit, cursor or timestamp, unknown parameter.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn history(
@@ -237,8 +214,7 @@ pub async fn history(
     request_body = MovementRequest,
     params(
         ("id" = Uuid, Path, description = "The receiving account."),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 201, description = "Deposited (or replayed).", body = TransferDto,
@@ -251,14 +227,8 @@ pub async fn history(
         (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
-            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn deposit(
@@ -285,8 +255,7 @@ pub async fn deposit(
     request_body = MovementRequest,
     params(
         ("id" = Uuid, Path, description = "The paying account."),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 201, description = "Withdrawn (or replayed).", body = TransferDto,
@@ -299,14 +268,8 @@ pub async fn deposit(
         (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
-            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`insufficient_funds`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn withdraw(

@@ -14,15 +14,15 @@ use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
 /// Applies 1 to 8,189 transfers between customer accounts in order, all or
 /// nothing, at one `created_at`: every as-of read, history page and digest
 /// sees all of the batch or none of it. A refusal is the status and `code`
-/// of the first failing leg, with its index in `leg`.
+/// of the first failing leg, with its index in `leg`. One `Idempotency-Key`
+/// covers the whole batch.
 #[utoipa::path(
     post,
     path = "/batches",
     tag = "transfers",
     request_body = BatchRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters. One key covers the whole batch."),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 201, description = "Applied (or replayed): the transfers in leg order.", body = BatchDto,
@@ -39,9 +39,6 @@ use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
         (status = 413, description = "`payload_too_large`: above `LEDGER_BATCH_BODY_LIMIT_BYTES`.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (0 or more than 8,189 legs; or a leg's amount, accounts or metadata, with `leg`), `insufficient_funds`, `currency_mismatch` (with `leg`), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn create_batch(
@@ -86,9 +83,6 @@ pub async fn create_batch(
         (status = 400, description = "`invalid_request`: the id is not a UUID.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`batch_not_found`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn get_batch(

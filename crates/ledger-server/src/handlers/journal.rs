@@ -22,9 +22,6 @@ use crate::timestamp::instant;
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `at` is not final yet.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn digest(
@@ -48,9 +45,6 @@ pub async fn digest(
         (status = 404, description = "`transfer_not_found`.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `at` is not final yet, or the transfer is not before it.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn proof(

@@ -18,8 +18,7 @@ use crate::idempotency::IdempotencyKeyHeader;
     tag = "transfers",
     request_body = TransferRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes the request safe to retry: 1 to 255 visible ASCII characters."),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 201, description = "Transferred (or replayed).", body = TransferDto,
@@ -33,14 +32,8 @@ use crate::idempotency::IdempotencyKeyHeader;
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`: the body must be application/json.",
-            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`insufficient_funds`, `currency_mismatch`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, source = destination, a system account as source or destination (deposits and withdrawals have their own endpoints), bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn create_transfer(
@@ -75,9 +68,6 @@ pub async fn create_transfer(
         (status = 400, description = "`invalid_request`: the id is not a UUID.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`transfer_not_found`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub async fn get_transfer(

@@ -1,0 +1,151 @@
+//! The OpenAPI 3.1 document, served at `/openapi.json`: a frame
+//! ([`ApiDoc`]), the operations of the route table, and the answers many
+//! operations share, each declared once here rather than on every handler.
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto;
+use crate::error::{ErrorCode, Problem, PROBLEM_JSON};
+use crate::routes::Operation;
+
+/// The whole document: the frame, every operation of the route table with
+/// the schemas they name, then the shared answers.
+pub fn document(operations: Vec<Operation>) -> utoipa::openapi::OpenApi {
+    let mut openapi = ApiDoc::openapi();
+    for operation in operations {
+        openapi.paths.merge(operation.paths);
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .extend(operation.schemas);
+    }
+    for modifier in [&BodyResponses as &dyn Modify, &ServerResponses] {
+        modifier.modify(&mut openapi);
+    }
+    openapi
+}
+
+/// The document's frame: title, description, tags and the schemas no
+/// operation names. The paths come from the route table ([`document`]).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ledger API",
+        description = "An append-only double-entry ledger. Amounts are exact decimal strings \
+            (requests also accept JSON numbers, read without a float step); timestamps are \
+            RFC 3339 UTC; ids are UUIDs. Every error is an RFC 9457 problem \
+            (`application/problem+json`) with a stable `code`. Every response carries an \
+            `X-Request-ID` header (the client's, when it sent a sane one). Writes accept an \
+            `Idempotency-Key` header; a replay returns the original status and body with \
+            `Idempotent-Replayed: true`. Every GET route also answers HEAD (the same status \
+            and headers, no body). Lists (`GET /accounts`, an account's history) are paged \
+            by rows (`limit`) and by size: a page stops once it passes about 1 MiB, and \
+            always holds at least one item; follow `next_cursor`. Cursors are signed: pass \
+            them back unchanged."
+    ),
+    components(schemas(Problem, ErrorCode, dto::Money, dto::AmountInput)),
+    tags(
+        (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
+        (name = "transfers", description = "Money moved between two customer accounts, one transfer at a time or in atomic batches."),
+        (name = "journal", description = "The verifiable journal: a digest of every account's hash chain, and inclusion proofs."),
+        (name = "operations", description = "Liveness and readiness probes."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The answers every operation with a request body can give, declared in one
+/// place because [`crate::body::guard`] and the JSON extractor give them all:
+/// 413 over the body limit (an operation with its own limit says so itself),
+/// 415 also for a Content-Encoding other than identity, and 408 for a body
+/// that took too long.
+struct BodyResponses;
+
+impl Modify for BodyResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                responses.insert(
+                    "408".to_owned(),
+                    problem(
+                        "`request_timeout`: the body did not arrive within the body read \
+                         timeout (`LEDGER_BODY_READ_TIMEOUT_MS`); the connection is closed.",
+                    )
+                    .into(),
+                );
+                responses
+                    .entry("413".to_owned())
+                    .or_insert_with(|| problem("`payload_too_large`.").into());
+                responses.insert(
+                    "415".to_owned(),
+                    problem(
+                        "`unsupported_media_type`: the body must be application/json, sent \
+                         without a Content-Encoding (or `identity`); a refused coding is \
+                         answered with `Accept-Encoding: identity`.",
+                    )
+                    .into(),
+                );
+            }
+        }
+    }
+}
+
+/// The answers of the service itself, on every operation but the probes
+/// (which declare exactly what they answer): 500 for a bug, logged with the
+/// request id and never explained, and 503 when the database or a bounded
+/// queue cannot take the request now.
+struct ServerResponses;
+
+impl Modify for ServerResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                let probe = operation
+                    .tags
+                    .as_ref()
+                    .is_some_and(|tags| tags.iter().any(|tag| tag == "operations"));
+                if probe {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("500".to_owned())
+                    .or_insert_with(|| problem("`internal`.").into());
+                responses.entry("503".to_owned()).or_insert_with(|| {
+                    let mut unavailable = problem("`unavailable`.");
+                    unavailable.headers.insert(
+                        "Retry-After".to_owned(),
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .description(Some("Seconds to wait before retrying."))
+                            .build()
+                            .into(),
+                    );
+                    unavailable.into()
+                });
+            }
+        }
+    }
+}
+
+/// A problem+json answer.
+fn problem(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
