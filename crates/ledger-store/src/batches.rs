@@ -25,9 +25,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ledger_domain::{
-    check_batch_size, check_request, decide, AccountId, AccountKind, AccountState, BatchId,
-    Currency, Decimal, DestinationState, DomainError, IdempotencyKey, Metadata, Operation,
-    RequestFingerprint, SourceHead, TransferId,
+    check_batch_size, check_request, decide, AccountId, BatchId, Currency, Decimal,
+    DestinationState, DomainError, IdempotencyKey, Metadata, Operation, RequestFingerprint,
+    SourceHead, TransferId,
 };
 use rand::Rng;
 use tokio_postgres::error::SqlState;
@@ -35,7 +35,8 @@ use tracing::{debug, instrument};
 use uuid::Uuid;
 
 use crate::error::{constraint_violation, is_unique_violation, WriteContext};
-use crate::records::{currency_of, transfer_from_row, Outcome, Transfer, TRANSFER_COLUMNS};
+use crate::heads::{read_source_head, HEADS};
+use crate::records::{transfer_from_row, Outcome, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
 /// One transfer of a batch, as the client asked for it.
@@ -71,22 +72,6 @@ const MAX_BATCH_ATTEMPTS: u32 = 40;
 /// than a group commit of single writes takes, so those are waited for,
 /// not retried.
 const BATCH_LOCK_TIMEOUT: &str = "200ms";
-
-/// The heads of every account a batch names, in one round trip. An account
-/// that does not exist has no row.
-const BATCH_HEADS: &str = "\
-    select s.account_id, s.currency_code, s.is_system,
-           ledger.close_state(s.closed_at, s.closing_xid) as state,
-           coalesce(h.source_seq + 1, 0) as next_seq,
-           ledger.incoming_total(s.account_id) - coalesce(h.source_outgoing_total, 0) as balance
-      from ledger.accounts s
-      left join lateral (
-            select t.source_seq, t.source_outgoing_total
-              from ledger.transfers t
-             where t.source_account_id = s.account_id
-             order by t.source_seq desc
-             limit 1) h on true
-     where s.account_id = any($1::uuid[])";
 
 /// Fixes the batch's time (and hands it to the trigger) and bounds the
 /// insert's waits; both local to the transaction.
@@ -239,10 +224,10 @@ impl Ledger {
             .collect();
         accounts.sort_unstable();
         accounts.dedup();
-        let statement = tx.prepare_cached(BATCH_HEADS).await?;
+        let statement = tx.prepare_cached(HEADS).await?;
         let mut heads: HashMap<AccountId, SourceHead> = HashMap::with_capacity(accounts.len());
         for row in tx.query(&statement, &[&accounts]).await? {
-            let head = read_head(&row)?;
+            let head = read_source_head(&row)?;
             heads.insert(head.account, head);
         }
 
@@ -454,24 +439,6 @@ async fn fetch_batch(client: &impl GenericClient, id: BatchId) -> Result<Batch, 
         id,
         created_at,
         transfers,
-    })
-}
-
-fn read_head(row: &tokio_postgres::Row) -> Result<SourceHead, StoreError> {
-    let state: &str = row.try_get("state")?;
-    Ok(SourceHead {
-        account: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
-        kind: if row.try_get("is_system")? {
-            AccountKind::System
-        } else {
-            AccountKind::Customer
-        },
-        currency: currency_of(row.try_get("currency_code")?)?,
-        state: AccountState::parse(state).ok_or_else(|| {
-            StoreError::Internal(anyhow::anyhow!("unknown account state {state:?}"))
-        })?,
-        next_seq: row.try_get("next_seq")?,
-        balance: row.try_get("balance")?,
     })
 }
 

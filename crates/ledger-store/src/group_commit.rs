@@ -48,8 +48,9 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::error::{constraint_violation, is_unique_violation, violates, WriteContext};
+use crate::heads::{read_destination, read_source_head, DESTINATIONS, HEADS};
 use crate::idempotency::{claim, Claim, Idempotency};
-use crate::records::{currency_of, transfer_from_row, Posting, Transfer, TRANSFER_COLUMNS};
+use crate::records::{transfer_from_row, Posting, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
 /// One write out of a source, as it waits in the source's queue.
@@ -262,27 +263,6 @@ impl fmt::Display for GroupCommitStats {
         )
     }
 }
-
-/// The source's head, and the state of every destination a group names, in
-/// one round trip each (pipelined). No head row: the source does not exist.
-pub const GROUP_SOURCE_HEAD: &str = "\
-    select s.currency_code, s.is_system, ledger.close_state(s.closed_at, s.closing_xid) as state,
-           coalesce(h.source_seq + 1, 0) as next_seq,
-           ledger.incoming_total(s.account_id) - coalesce(h.source_outgoing_total, 0) as balance
-      from ledger.accounts s
-      left join lateral (
-            select t.source_seq, t.source_outgoing_total
-              from ledger.transfers t
-             where t.source_account_id = s.account_id
-             order by t.source_seq desc
-             limit 1) h on true
-     where s.account_id = $1";
-
-const GROUP_DESTINATIONS: &str = "\
-    select account_id, currency_code, is_system,
-           ledger.close_state(closed_at, closing_xid) as state
-      from ledger.accounts
-     where account_id = any($1)";
 
 /// A group's rows in one statement, in sequence order: the trigger of each
 /// row sees the rows before it (a VOLATILE plpgsql trigger function reads
@@ -519,24 +499,22 @@ impl Ledger {
         legs: &[Leg],
     ) -> Result<Attempt, StoreError> {
         let source = legs[0].source;
-        let head_statement = tx.prepare_cached(GROUP_SOURCE_HEAD).await?;
-        let destinations_statement = tx.prepare_cached(GROUP_DESTINATIONS).await?;
+        let head_statement = tx.prepare_cached(HEADS).await?;
+        let destinations_statement = tx.prepare_cached(DESTINATIONS).await?;
         let named: Vec<Uuid> = legs
             .iter()
             .filter(|leg| leg.opening.is_none())
             .map(|leg| leg.destination.as_uuid())
             .collect();
-        let source_uuid = source.as_uuid();
-        let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&source_uuid];
+        let sources = [source.as_uuid()];
+        let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sources.as_slice()];
         let destination_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&named];
         // Pipelined: both statements are on the wire before either answers.
         let (head_row, destination_rows) = futures::try_join!(
             tx.query_opt(&head_statement, &head_params),
             tx.query(&destinations_statement, &destination_params),
         )?;
-        let mut head = head_row
-            .map(|row| read_source_head(&row, source))
-            .transpose()?;
+        let mut head = head_row.map(|row| read_source_head(&row)).transpose()?;
         let mut destinations = HashMap::with_capacity(destination_rows.len());
         for row in &destination_rows {
             let state = read_destination(row)?;
@@ -761,42 +739,6 @@ fn decide_leg(
             .ok_or(DomainError::AccountNotFound(leg.destination))?,
     };
     decide(leg.posting.kind(), head, &destination, leg.amount)
-}
-
-fn kind_of(is_system: bool) -> AccountKind {
-    if is_system {
-        AccountKind::System
-    } else {
-        AccountKind::Customer
-    }
-}
-
-fn state_of(text: &str) -> Result<AccountState, StoreError> {
-    AccountState::parse(text)
-        .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("unknown account state {text:?}")))
-}
-
-fn read_source_head(
-    row: &tokio_postgres::Row,
-    source: AccountId,
-) -> Result<SourceHead, StoreError> {
-    Ok(SourceHead {
-        account: source,
-        kind: kind_of(row.try_get("is_system")?),
-        currency: currency_of(row.try_get("currency_code")?)?,
-        state: state_of(row.try_get("state")?)?,
-        next_seq: row.try_get("next_seq")?,
-        balance: row.try_get("balance")?,
-    })
-}
-
-fn read_destination(row: &tokio_postgres::Row) -> Result<DestinationState, StoreError> {
-    Ok(DestinationState {
-        account: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
-        kind: kind_of(row.try_get("is_system")?),
-        currency: currency_of(row.try_get("currency_code")?)?,
-        state: state_of(row.try_get("state")?)?,
-    })
 }
 
 /// A refused insert as the leg's domain error, when a named constraint says

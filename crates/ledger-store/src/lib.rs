@@ -17,6 +17,7 @@ mod config;
 mod cursor;
 mod error;
 mod group_commit;
+mod heads;
 mod horizon;
 mod idempotency;
 mod journal;
@@ -47,7 +48,8 @@ pub use verify::{VerifyReport, Violation};
 /// The statements of the transfer write path, for benchmarks that must drive
 /// the same SQL as the store (see `scripts/bench.sh`).
 pub mod sql {
-    pub use crate::transfers::{insert_transfer_sql, WRITE_HEAD};
+    pub use crate::heads::WRITE_HEAD;
+    pub use crate::transfers::insert_transfer_sql;
 }
 pub use batches::{Batch, BatchLeg};
 pub use records::{

@@ -2,41 +2,20 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use ledger_domain::{
-    check_amount, check_request, decide, AccountId, AccountKind, AccountState, Currency, Decimal,
-    DestinationState, DomainError, IdempotencyKey, Metadata, Operation, RequestFingerprint,
-    SourceHead, TransferId,
+    check_amount, check_request, decide, AccountId, Currency, Decimal, DomainError, IdempotencyKey,
+    Metadata, Operation, RequestFingerprint, TransferId,
 };
 use rand::Rng;
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
 use crate::group_commit::{write_error, Leg, LegAnswer, LegClaim};
+use crate::heads::{read_source_head, read_write_destination, WRITE_HEAD};
 use crate::idempotency::Idempotency;
 use crate::records::{
     currency_of, transfer_from_row, Outcome, Posting, Transfer, TRANSFER_COLUMNS,
 };
 use crate::{Ledger, StoreError};
-
-/// Both accounts of a write as the ledger stands, in one statement: the
-/// source's head (next sequence number, balance) and the destination's
-/// state. No row: the source does not exist; null destination columns: the
-/// destination does not. Public, with the other statements of the write
-/// path, so that the benchmark can drive exactly this SQL with pgbench.
-pub const WRITE_HEAD: &str = "\
-    select s.currency_code, s.is_system, ledger.close_state(s.closed_at, s.closing_xid) as state,
-           coalesce(h.source_seq + 1, 0) as next_seq,
-           ledger.incoming_total(s.account_id) - coalesce(h.source_outgoing_total, 0) as balance,
-           d.currency_code as destination_currency, d.is_system as destination_is_system,
-           ledger.close_state(d.closed_at, d.closing_xid) as destination_state
-      from ledger.accounts s
-      left join ledger.accounts d on d.account_id = $2
-      left join lateral (
-            select t.source_seq, t.source_outgoing_total
-              from ledger.transfers t
-             where t.source_account_id = s.account_id
-             order by t.source_seq desc
-             limit 1) h on true
-     where s.account_id = $1";
 
 const ACCOUNT_CURRENCY: &str = "select currency_code from ledger.accounts where account_id = $1";
 
@@ -172,7 +151,9 @@ impl Ledger {
                 )
                 .await?
                 .ok_or(DomainError::AccountNotFound(source))?;
-            let (head, destination_state) = read_heads(&row, source, destination)?;
+            let head = read_source_head(&row)?;
+            let destination_state = read_write_destination(&row, destination)?
+                .ok_or(DomainError::AccountNotFound(destination))?;
             let decision = decide(leg.posting.kind(), &head, &destination_state, leg.amount)?;
             let currency = head.currency;
             let inserted = client
@@ -282,42 +263,6 @@ pub fn insert_transfer_sql() -> String {
 }
 
 /// The domain's view of a [`WRITE_HEAD`] row.
-fn read_heads(
-    row: &tokio_postgres::Row,
-    source: AccountId,
-    destination: AccountId,
-) -> Result<(SourceHead, DestinationState), StoreError> {
-    let kind = |is_system: bool| {
-        if is_system {
-            AccountKind::System
-        } else {
-            AccountKind::Customer
-        }
-    };
-    let state = |text: &str| {
-        AccountState::parse(text)
-            .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("unknown account state {text:?}")))
-    };
-    let head = SourceHead {
-        account: source,
-        kind: kind(row.try_get("is_system")?),
-        currency: currency_of(row.try_get("currency_code")?)?,
-        state: state(row.try_get("state")?)?,
-        next_seq: row.try_get("next_seq")?,
-        balance: row.try_get("balance")?,
-    };
-    let Some(destination_currency) = row.try_get::<_, Option<&str>>("destination_currency")? else {
-        return Err(DomainError::AccountNotFound(destination).into());
-    };
-    let destination_state = DestinationState {
-        account: destination,
-        kind: kind(row.try_get("destination_is_system")?),
-        currency: currency_of(destination_currency)?,
-        state: state(row.try_get("destination_state")?)?,
-    };
-    Ok((head, destination_state))
-}
-
 pub(crate) async fn fetch_transfer(
     client: &impl GenericClient,
     id: TransferId,
