@@ -13,6 +13,7 @@
 mod accounts;
 mod balances;
 mod batches;
+mod closing;
 mod config;
 mod cursor;
 mod error;

@@ -1,268 +1,28 @@
-//! Group commit per source. Every write out of one account (transfers,
-//! deposits and withdrawals through the system account, opening deposits)
-//! joins that account's queue in this process. One task per busy source, the
-//! *leader*, takes up to `group_max_legs` queued writes (*legs*) at a time and
-//! appends them in one transaction: one head read, one multi-row insert with
-//! consecutive sequence numbers, one commit. Each caller gets its own answer.
-//!
-//! Why: without it, concurrent writers out of one account race for the same
-//! sequence number; every commit wakes all of them and all but one retry, so a
-//! hot account (or a currency's system account, which every deposit leaves)
-//! ran at a small fraction of the uniform rate (163/s against 2,238/s, see
-//! docs/design.md "Group commit"). With a queue, one process never races
-//! itself; processes still race each other on the primary key, as before.
-//!
-//! What a group guarantees to each leg:
-//! * it is decided by `ledger_domain::decide` against the running head (the
-//!   head after the legs accepted before it), so a leg that would overdraw
-//!   fails alone and the others go on;
-//! * a refusal by the database (its trigger disagreeing with the Rust
-//!   decision, e.g. a destination closed since the head was read) fails only
-//!   that leg: the group is rolled back and its legs are applied one by one,
-//!   where the refusal belongs to one statement and one leg. Errors are told
-//!   apart by SQLSTATE and constraint name, never by message;
-//! * a group that lost the sequence race to another process (a unique
-//!   violation on `transfers_pkey`) is rolled back whole and retried with a
-//!   fresh head: a partly applied group would have legs decided against a
-//!   head that was not the one they landed on;
-//! * idempotency keys are claimed in the group's transaction, so a group that
-//!   fails leaves no key; a key used twice in one group applies once, and the
-//!   second leg replays the first.
+//! Applying one group: a transaction that reads the source's head and the
+//! destinations' states, decides every leg in order, claims their keys and
+//! inserts the accepted legs in one statement; and the fallbacks when the
+//! database refuses (leg by leg) or another process won the race (retry).
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ledger_domain::{
     decide, AccountId, AccountKind, AccountState, Currency, Decimal, DestinationState, DomainError,
-    SourceHead, TransferId,
+    SourceHead,
 };
 use rand::Rng;
-use tokio::sync::oneshot;
 use tracing::debug;
 use uuid::Uuid;
 
+use super::{Leg, LegAnswer};
 use crate::error::{constraint_violation, is_unique_violation, violates, WriteContext};
 use crate::heads::{read_destination, read_source_head, DESTINATIONS, HEADS};
-use crate::idempotency::{claim, Claim, Idempotency};
-use crate::records::{transfer_from_row, Posting, Transfer, TRANSFER_COLUMNS};
+use crate::idempotency::{claim, Claim};
+use crate::records::{transfer_from_row, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
-
-/// One write out of a source, as it waits in the source's queue.
-pub(crate) struct Leg {
-    /// What it does (decides which rules apply).
-    pub posting: Posting,
-    /// Where the money leaves from: the queue it joins.
-    pub source: AccountId,
-    /// Where it goes.
-    pub destination: AccountId,
-    /// As the client asked; scaled by `decide`.
-    pub amount: Decimal,
-    /// The row's metadata, as stored.
-    pub metadata: Option<serde_json::Value>,
-    /// Chosen before queueing, so that a retried group keeps its ids.
-    pub transfer_id: TransferId,
-    /// The idempotency key to claim in the group's transaction.
-    pub claim: Option<LegClaim>,
-    /// Set when the leg opens its destination: the account row is inserted
-    /// in the group's transaction, just before its deposit.
-    pub opening: Option<Opening>,
-}
-
-/// An idempotency key and what it records for the leg.
-pub(crate) struct LegClaim {
-    pub idempotency: Idempotency,
-    /// `ledger.idempotency_keys.operation`.
-    pub operation: &'static str,
-    /// The account an `open_account` key records.
-    pub account_id: Option<Uuid>,
-}
-
-/// The account a leg opens (its destination).
-pub(crate) struct Opening {
-    pub currency: Currency,
-    pub metadata: Option<serde_json::Value>,
-}
-
-/// What a leg did.
-#[derive(Debug)]
-pub(crate) enum LegAnswer {
-    /// Its row is in; `opened_at` is the opened account's `created_at`.
-    Applied {
-        transfer: Transfer,
-        opened_at: Option<DateTime<Utc>>,
-    },
-    /// Its idempotency key was used before by the same request, with these
-    /// results (perhaps by an earlier leg of the same group).
-    Replayed {
-        account_id: Option<Uuid>,
-        transfer_id: Option<Uuid>,
-    },
-}
-
-type Reply = oneshot::Sender<Result<LegAnswer, StoreError>>;
-
-struct Waiting {
-    leg: Leg,
-    enqueued: Instant,
-    reply: Reply,
-}
-
-/// The queues of the sources with writes in flight in this process. A
-/// source has an entry exactly while its leader task runs.
-#[derive(Default)]
-pub(crate) struct Queues {
-    pending: Mutex<HashMap<AccountId, VecDeque<Waiting>>>,
-}
-
-/// Counters of the group commit, for the benchmark and `/metrics`. All are
-/// totals since the `Ledger` was built; read them with [`Self::snapshot`].
-#[derive(Debug, Default)]
-pub struct GroupCommitMetrics {
-    /// Groups committed or answered (a leg applied alone is a group of one).
-    pub groups: AtomicU64,
-    /// Legs those groups carried.
-    pub legs: AtomicU64,
-    /// Groups by size: 1, 2–3, 4–7, 8–15, 16–31, 32–63, 64 and more.
-    pub group_sizes: [AtomicU64; 7],
-    /// The largest group so far.
-    pub largest_group: AtomicU64,
-    /// Sequence races lost to another process (each one retried the group).
-    pub lost_races: AtomicU64,
-    /// The most races one group lost before it committed or gave up.
-    pub most_lost_races_in_a_group: AtomicU64,
-    /// Groups the database refused as a whole, re-run leg by leg.
-    pub refused_groups: AtomicU64,
-    /// Writes answered `Unavailable` at once because their queue was full.
-    pub queue_full: AtomicU64,
-    /// Sum of the time legs waited in a queue before their group began, µs.
-    pub queue_wait_us: AtomicU64,
-    /// The longest such wait, µs.
-    pub longest_queue_wait_us: AtomicU64,
-    /// Sum of the time groups took, from taking their legs to answering
-    /// them, µs: how busy the leaders were.
-    pub group_us: AtomicU64,
-    /// The longest group, µs.
-    pub longest_group_us: AtomicU64,
-}
-
-/// A copy of [`GroupCommitMetrics`] at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GroupCommitStats {
-    /// See [`GroupCommitMetrics::groups`].
-    pub groups: u64,
-    /// See [`GroupCommitMetrics::legs`].
-    pub legs: u64,
-    /// See [`GroupCommitMetrics::group_sizes`].
-    pub group_sizes: [u64; 7],
-    /// See [`GroupCommitMetrics::largest_group`].
-    pub largest_group: u64,
-    /// See [`GroupCommitMetrics::lost_races`].
-    pub lost_races: u64,
-    /// See [`GroupCommitMetrics::most_lost_races_in_a_group`].
-    pub most_lost_races_in_a_group: u64,
-    /// See [`GroupCommitMetrics::refused_groups`].
-    pub refused_groups: u64,
-    /// See [`GroupCommitMetrics::queue_full`].
-    pub queue_full: u64,
-    /// See [`GroupCommitMetrics::queue_wait_us`].
-    pub queue_wait_us: u64,
-    /// See [`GroupCommitMetrics::longest_queue_wait_us`].
-    pub longest_queue_wait_us: u64,
-    /// See [`GroupCommitMetrics::group_us`].
-    pub group_us: u64,
-    /// See [`GroupCommitMetrics::longest_group_us`].
-    pub longest_group_us: u64,
-}
-
-impl GroupCommitMetrics {
-    /// The counters now (each read on its own: not one atomic snapshot).
-    pub fn snapshot(&self) -> GroupCommitStats {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        GroupCommitStats {
-            groups: load(&self.groups),
-            legs: load(&self.legs),
-            group_sizes: std::array::from_fn(|i| load(&self.group_sizes[i])),
-            largest_group: load(&self.largest_group),
-            lost_races: load(&self.lost_races),
-            most_lost_races_in_a_group: load(&self.most_lost_races_in_a_group),
-            refused_groups: load(&self.refused_groups),
-            queue_full: load(&self.queue_full),
-            queue_wait_us: load(&self.queue_wait_us),
-            longest_queue_wait_us: load(&self.longest_queue_wait_us),
-            group_us: load(&self.group_us),
-            longest_group_us: load(&self.longest_group_us),
-        }
-    }
-
-    fn record_group(&self, size: usize, waits: impl Iterator<Item = Duration>) {
-        let size = size as u64;
-        self.groups.fetch_add(1, Ordering::Relaxed);
-        self.legs.fetch_add(size, Ordering::Relaxed);
-        let bucket = (u64::BITS - size.max(1).leading_zeros() - 1).min(6) as usize;
-        self.group_sizes[bucket].fetch_add(1, Ordering::Relaxed);
-        self.largest_group.fetch_max(size, Ordering::Relaxed);
-        for wait in waits {
-            let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-            self.queue_wait_us.fetch_add(us, Ordering::Relaxed);
-            self.longest_queue_wait_us.fetch_max(us, Ordering::Relaxed);
-        }
-    }
-
-    fn record_group_time(&self, took: Duration) {
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.group_us.fetch_add(us, Ordering::Relaxed);
-        self.longest_group_us.fetch_max(us, Ordering::Relaxed);
-    }
-
-    fn record_lost_races(&self, lost: u32) {
-        self.lost_races
-            .fetch_add(u64::from(lost), Ordering::Relaxed);
-        self.most_lost_races_in_a_group
-            .fetch_max(u64::from(lost), Ordering::Relaxed);
-    }
-}
-
-impl GroupCommitStats {
-    /// The mean number of legs per group.
-    pub fn mean_group_size(&self) -> f64 {
-        if self.groups == 0 {
-            return 0.0;
-        }
-        self.legs as f64 / self.groups as f64
-    }
-}
-
-impl fmt::Display for GroupCommitStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [one, two, four, eight, sixteen, thirty_two, sixty_four] = self.group_sizes;
-        write!(
-            f,
-            "{} legs in {} groups (mean {:.1}, largest {}; sizes 1:{one} 2-3:{two} 4-7:{four} \
-             8-15:{eight} 16-31:{sixteen} 32-63:{thirty_two} 64+:{sixty_four}), \
-             {} lost races (at most {} in one group), {} groups refused and re-run leg by \
-             leg, {} writes refused on a full queue, queue wait mean {} µs, longest {} µs, \
-             group time mean {} µs, longest {} µs",
-            self.legs,
-            self.groups,
-            self.mean_group_size(),
-            self.largest_group,
-            self.lost_races,
-            self.most_lost_races_in_a_group,
-            self.refused_groups,
-            self.queue_full,
-            self.queue_wait_us.checked_div(self.legs).unwrap_or(0),
-            self.longest_queue_wait_us,
-            self.group_us.checked_div(self.groups).unwrap_or(0),
-            self.longest_group_us,
-        )
-    }
-}
 
 /// A group's rows in one statement, in sequence order: the trigger of each
 /// row sees the rows before it (a VOLATILE plpgsql trigger function reads
@@ -294,93 +54,8 @@ enum Attempt {
 }
 
 impl Ledger {
-    /// Queues `leg` behind the other writes out of its source in this process
-    /// and waits for its group's answer. A full queue answers `Unavailable`
-    /// at once.
-    pub(crate) async fn submit(&self, leg: Leg) -> Result<LegAnswer, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let source = leg.source;
-        let waiting = Waiting {
-            leg,
-            enqueued: Instant::now(),
-            reply,
-        };
-        let start_leader = {
-            let mut pending = self
-                .queues
-                .pending
-                .lock()
-                .map_err(|_| StoreError::Internal(anyhow::anyhow!("group queue poisoned")))?;
-            match pending.entry(source) {
-                Entry::Occupied(mut queue) => {
-                    if queue.get().len() >= self.config.source_queue_max_legs {
-                        self.group_metrics
-                            .queue_full
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Err(StoreError::QueueFull(source));
-                    }
-                    queue.get_mut().push_back(waiting);
-                    false
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(VecDeque::from([waiting]));
-                    true
-                }
-            }
-        };
-        if start_leader {
-            // A task of its own, not the caller's future: a caller that goes
-            // away (its client disconnected) must not strand the others.
-            tokio::spawn(self.clone().lead(source));
-        }
-        answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Internal(anyhow::anyhow!(
-                "the group commit of {source} stopped before answering"
-            )))
-        })
-    }
-
-    /// Runs the groups of `source` until its queue is empty.
-    async fn lead(self, source: AccountId) {
-        let mut guard = LeaderGuard {
-            queues: &self.queues,
-            source,
-            done: false,
-        };
-        let max_legs = self.config.group_max_legs.max(1);
-        loop {
-            let batch: Vec<Waiting> = {
-                let Ok(mut pending) = self.queues.pending.lock() else {
-                    return;
-                };
-                let Some(queue) = pending.get_mut(&source) else {
-                    guard.done = true;
-                    return;
-                };
-                if queue.is_empty() {
-                    pending.remove(&source);
-                    guard.done = true;
-                    return;
-                }
-                let take = queue.len().min(max_legs);
-                queue.drain(..take).collect()
-            };
-            let now = Instant::now();
-            self.group_metrics
-                .record_group(batch.len(), batch.iter().map(|w| now - w.enqueued));
-            let (legs, replies): (Vec<Leg>, Vec<Reply>) =
-                batch.into_iter().map(|w| (w.leg, w.reply)).unzip();
-            let answers = self.commit_group(&legs).await;
-            for (reply, answer) in replies.into_iter().zip(answers) {
-                // The caller may have gone away; its write stands regardless.
-                let _ = reply.send(answer);
-            }
-            self.group_metrics.record_group_time(now.elapsed());
-        }
-    }
-
     /// Applies `legs` (all out of one source) and answers each, in order.
-    async fn commit_group(&self, legs: &[Leg]) -> Vec<Result<LegAnswer, StoreError>> {
+    pub(super) async fn commit_group(&self, legs: &[Leg]) -> Vec<Result<LegAnswer, StoreError>> {
         let mut client = match self.client().await {
             Ok(client) => client,
             Err(err) => return legs.iter().map(|_| Err(replicate(&err))).collect(),
@@ -695,27 +370,6 @@ impl Ledger {
                 })
                 .collect(),
         ))
-    }
-}
-
-/// Removes a leader's queue if its task ends without emptying it (a panic,
-/// or the runtime shutting down): the writes still queued are answered with
-/// an error (their reply channels close) rather than left waiting forever,
-/// and the next write starts a new leader.
-struct LeaderGuard<'a> {
-    queues: &'a Queues,
-    source: AccountId,
-    done: bool,
-}
-
-impl Drop for LeaderGuard<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        if let Ok(mut pending) = self.queues.pending.lock() {
-            pending.remove(&self.source);
-        }
     }
 }
 
