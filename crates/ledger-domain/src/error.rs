@@ -1,6 +1,6 @@
 use rust_decimal::Decimal;
 
-use crate::{AccountId, TransferId};
+use crate::{AccountId, Currency, TransferId};
 
 /// Every way a ledger operation can be refused for a reason the client can
 /// act on. Each variant has exactly one database counterpart (a named
@@ -57,13 +57,17 @@ pub enum DomainError {
     /// Not an active ISO 4217 code.
     #[error("unknown currency {0:?}")]
     UnknownCurrency(String),
-    /// The two accounts, or the account and the amount, differ in currency.
-    #[error("currency mismatch: {expected} account, {found} transfer")]
+    /// The two accounts of a transfer differ in currency.
+    #[error(
+        "currency mismatch: the source holds {expected}, the destination {}",
+        .found.map_or_else(|| "another currency".to_owned(), |found| found.to_string())
+    )]
     CurrencyMismatch {
-        /// The account's currency.
-        expected: String,
-        /// The other currency involved.
-        found: String,
+        /// The source's currency.
+        expected: Currency,
+        /// The destination's, when known (a refusal by the database names
+        /// only the rule).
+        found: Option<Currency>,
     },
     /// The account is closed and accepts no transfers, for good.
     #[error("account {0} is closed")]

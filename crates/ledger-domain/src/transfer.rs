@@ -181,8 +181,8 @@ pub fn decide(
     }
     if destination.currency != source.currency {
         return Err(DomainError::CurrencyMismatch {
-            expected: source.currency.code().to_owned(),
-            found: destination.currency.code().to_owned(),
+            expected: source.currency,
+            found: Some(destination.currency),
         });
     }
     let amount = Amount::new(amount, source.currency)?;
@@ -386,8 +386,8 @@ mod tests {
                 eur,
                 "1",
                 DomainError::CurrencyMismatch {
-                    expected: "USD".into(),
-                    found: "EUR".into(),
+                    expected: Currency::parse("USD").expect("USD"),
+                    found: Currency::parse("EUR").ok(),
                 },
                 "currencies differ",
             ),

@@ -401,8 +401,8 @@ mod tests {
             ),
             (
                 DomainError::CurrencyMismatch {
-                    expected: "USD".into(),
-                    found: "EUR".into(),
+                    expected: ledger_domain::Currency::parse("USD").expect("USD"),
+                    found: ledger_domain::Currency::parse("EUR").ok(),
                 }
                 .into(),
                 422,

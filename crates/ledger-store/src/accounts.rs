@@ -10,6 +10,7 @@ use ledger_domain::{
 use tracing::instrument;
 
 use crate::balances::PAGE_BYTE_BUDGET;
+use crate::error::Context;
 use crate::error::{is_unique_violation, violates};
 use crate::group_commit::{Leg, LegAnswer, LegClaim, Opening};
 use crate::idempotency::{claim, Claim, Idempotency};
@@ -161,7 +162,7 @@ impl Ledger {
             }
         })?;
         let account = fetch_account(&tx, id).await?;
-        tx.commit().await?;
+        tx.commit().await.context("commit an opening")?;
         Ok(Outcome {
             value: account,
             replayed: false,

@@ -4,6 +4,7 @@ use ledger_domain::{AccountId, Decimal, DomainError};
 use uuid::Uuid;
 
 use crate::accounts::MAX_PAGE_SIZE;
+use crate::error::Context;
 use crate::records::{
     currency_of, transfer_from_row, Balance, Direction, HistoryEntry, HistoryQuery, Page,
     TRANSFER_COLUMNS,
@@ -229,7 +230,11 @@ async fn exists(client: &impl GenericClient, account: AccountId) -> Result<(), S
     let statement = client
         .prepare_cached("select 1 from ledger.accounts where account_id = $1")
         .await?;
-    match client.query_opt(&statement, &[&account.as_uuid()]).await? {
+    match client
+        .query_opt(&statement, &[&account.as_uuid()])
+        .await
+        .context("look the account up")?
+    {
         Some(_) => Ok(()),
         None => Err(DomainError::AccountNotFound(account).into()),
     }

@@ -34,6 +34,7 @@ use tokio_postgres::error::SqlState;
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
+use crate::error::Context;
 use crate::error::{constraint_violation, is_unique_violation, WriteContext};
 use crate::heads::{read_source_head, HEADS};
 use crate::records::{transfer_from_row, Outcome, Transfer, TRANSFER_COLUMNS};
@@ -224,9 +225,16 @@ impl Ledger {
             .collect();
         accounts.sort_unstable();
         accounts.dedup();
-        let statement = tx.prepare_cached(HEADS).await?;
+        let statement = tx
+            .prepare_cached(HEADS)
+            .await
+            .context("prepare the batch's heads")?;
         let mut heads: HashMap<AccountId, SourceHead> = HashMap::with_capacity(accounts.len());
-        for row in tx.query(&statement, &[&accounts]).await? {
+        for row in tx
+            .query(&statement, &[&accounts])
+            .await
+            .context("read the batch's heads")?
+        {
             let head = read_source_head(&row)?;
             heads.insert(head.account, head);
         }
@@ -275,7 +283,10 @@ impl Ledger {
         // A savepoint, so that a refused batch can be re-applied leg by leg
         // to find the leg the refusal belongs to (one subtransaction).
         tx.batch_execute("savepoint batch_insert").await?;
-        let insert = tx.prepare_cached(&insert_batch_sql()).await?;
+        let insert = tx
+            .prepare_cached(&insert_batch_sql())
+            .await
+            .context("prepare the batch insert")?;
         let inserted =
             match insert_legs(tx, &insert, legs, transfer_ids, &rows, 0..legs.len()).await {
                 Ok(inserted) => inserted,
@@ -338,8 +349,7 @@ impl Ledger {
                     let context = WriteContext {
                         source: leg.source,
                         destination: leg.destination,
-                        currency: rows[index].currency.code(),
-                        max_decimals: rows[index].currency.minor_units(),
+                        currency: rows[index].currency,
                     };
                     return Err(match constraint_violation(&err, &context) {
                         Some(error) => StoreError::LegRefused { leg: index, error },
@@ -423,7 +433,11 @@ async fn fetch_batch(client: &impl GenericClient, id: BatchId) -> Result<Batch, 
         ))
         .await?;
     let mut by_id: HashMap<Uuid, Transfer> = HashMap::with_capacity(ids.len());
-    for row in client.query(&statement, &[&ids]).await? {
+    for row in client
+        .query(&statement, &[&ids])
+        .await
+        .context("read a batch's transfers")?
+    {
         let transfer = transfer_from_row(&row)?;
         by_id.insert(transfer.id.as_uuid(), transfer);
     }

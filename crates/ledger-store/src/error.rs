@@ -1,4 +1,4 @@
-use ledger_domain::{AccountId, DomainError};
+use ledger_domain::{AccountId, Currency, DomainError};
 use tokio_postgres::error::SqlState;
 
 /// Everything the store can fail with. A [`StoreError::Domain`] is the
@@ -55,6 +55,26 @@ impl StoreError {
     }
 }
 
+/// Says what the store was doing when the database failed, the way
+/// `anyhow::Context` does: `query(…).await.context("read the heads")?`.
+/// The failure keeps its kind (unavailable or internal); only the text of
+/// the logged cause grows. Refusals by a rule are mapped before this, where
+/// the accounts involved are known, and carry no context.
+pub(crate) trait Context<T> {
+    /// Prefixes the failure with what was being done.
+    fn context(self, doing: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, tokio_postgres::Error> {
+    fn context(self, doing: &'static str) -> Result<T, StoreError> {
+        self.map_err(|err| match StoreError::from(err) {
+            StoreError::Internal(cause) => StoreError::Internal(cause.context(doing)),
+            StoreError::Unavailable(text) => StoreError::Unavailable(format!("{doing}: {text}")),
+            other => other,
+        })
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     /// Errors that no rule explains: lost connections and timeouts become
     /// `Unavailable`, anything else `Internal`. Rule violations are mapped by
@@ -90,8 +110,7 @@ fn is_unavailable(err: &tokio_postgres::Error) -> bool {
 pub(crate) struct WriteContext {
     pub source: AccountId,
     pub destination: AccountId,
-    pub currency: &'static str,
-    pub max_decimals: u32,
+    pub currency: Currency,
 }
 
 /// Maps a violated, *named* constraint to the domain rule it enforces. The
@@ -111,12 +130,12 @@ pub(crate) fn constraint_violation(
         "transfers_source_not_closing" => DomainError::AccountClosing(context.source),
         "transfers_destination_not_closing" => DomainError::AccountClosing(context.destination),
         "transfers_currency_match" => DomainError::CurrencyMismatch {
-            expected: context.currency.to_owned(),
-            found: "another currency".to_owned(),
+            expected: context.currency,
+            found: None,
         },
         "transfers_amount_scale" => DomainError::BadScale {
-            currency: context.currency,
-            max_decimals: context.max_decimals,
+            currency: context.currency.code(),
+            max_decimals: context.currency.minor_units(),
         },
         "transfers_amount_positive" => DomainError::NonPositiveAmount,
         "transfers_amount_ceiling" => DomainError::AmountTooLarge {

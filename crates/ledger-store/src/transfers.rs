@@ -9,6 +9,7 @@ use rand::Rng;
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
+use crate::error::Context;
 use crate::group_commit::{write_error, Leg, LegAnswer, LegClaim};
 use crate::heads::{read_source_head, read_write_destination, WRITE_HEAD};
 use crate::idempotency::Idempotency;
@@ -61,7 +62,10 @@ impl Ledger {
     }
 
     /// Applies one posting: exactly once, or not at all.
-    #[instrument(skip(self, metadata, key), fields(operation = posting.operation()))]
+    #[instrument(
+        skip(self, metadata, key),
+        fields(operation = posting.operation(), transfer.id = tracing::field::Empty)
+    )]
     pub async fn post(
         &self,
         posting: Posting,
@@ -83,6 +87,7 @@ impl Ledger {
         }
 
         let transfer_id = TransferId::generate();
+        tracing::Span::current().record("transfer.id", tracing::field::display(transfer_id));
         // Resolve the system account before queueing: creating it needs a
         // connection of its own (see ensure_system_account).
         let (source, destination) = self.resolve(&posting).await?;
@@ -124,6 +129,7 @@ impl Ledger {
     }
 
     /// Reads one transfer.
+    #[instrument(skip(self), fields(transfer.id = %id))]
     pub async fn get_transfer(&self, id: TransferId) -> Result<Transfer, StoreError> {
         let client = self.client().await?;
         fetch_transfer(&client, id).await
@@ -140,8 +146,14 @@ impl Ledger {
         lost: &mut u32,
     ) -> Result<Transfer, StoreError> {
         let (source, destination) = (leg.source, leg.destination);
-        let head_statement = client.prepare_cached(WRITE_HEAD).await?;
-        let insert = client.prepare_cached(&insert_transfer_sql()).await?;
+        let head_statement = client
+            .prepare_cached(WRITE_HEAD)
+            .await
+            .context("prepare the write head")?;
+        let insert = client
+            .prepare_cached(&insert_transfer_sql())
+            .await
+            .context("prepare the transfer insert")?;
 
         for attempt in 0..self.config.max_sequence_retries {
             let row = client
@@ -236,7 +248,10 @@ impl Ledger {
         let statement = client
             .prepare_cached("select ledger.ensure_system_account($1)")
             .await?;
-        let row = client.query_one(&statement, &[&currency.code()]).await?;
+        let row = client
+            .query_one(&statement, &[&currency.code()])
+            .await
+            .context("create the system account")?;
         let created: Option<Uuid> = row.try_get(0)?;
         if created != Some(id.as_uuid()) {
             return Err(StoreError::Internal(anyhow::anyhow!(

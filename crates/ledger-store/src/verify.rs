@@ -9,6 +9,7 @@ use ledger_domain::journal::{to_hex, Hash, GENESIS};
 use ledger_domain::Decimal;
 use uuid::Uuid;
 
+use crate::error::Context;
 use crate::journal::{hex, read_row, ROW_TEXT};
 use crate::{Ledger, StoreError};
 
@@ -96,10 +97,17 @@ impl Ledger {
                 "select {ROW_TEXT} from ledger.transfers order by source_account_id, source_seq"
             ))
             .await?;
-        let stream = tx.query_raw(&statement, std::iter::empty::<i64>()).await?;
+        let stream = tx
+            .query_raw(&statement, std::iter::empty::<i64>())
+            .await
+            .context("read the log to verify it")?;
         pin_mut!(stream);
         let mut previous: Option<(Uuid, i64, Decimal, Hash, i64)> = None;
-        while let Some(raw) = stream.try_next().await? {
+        while let Some(raw) = stream
+            .try_next()
+            .await
+            .context("read the log to verify it")?
+        {
             let row = read_row(&raw)?;
             report.rows_checked += 1;
             let at = Some((row.source, row.seq, row.transfer_id));
@@ -278,7 +286,7 @@ impl Ledger {
                 );
             }
         }
-        tx.commit().await?;
+        tx.commit().await.context("end the verify snapshot")?;
         Ok(report)
     }
 }

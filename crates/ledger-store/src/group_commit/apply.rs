@@ -18,6 +18,7 @@ use tracing::debug;
 use uuid::Uuid;
 
 use super::{Leg, LegAnswer};
+use crate::error::Context;
 use crate::error::{constraint_violation, is_unique_violation, violates, WriteContext};
 use crate::heads::{read_destination, read_source_head, DESTINATIONS, HEADS};
 use crate::idempotency::{claim, Claim};
@@ -161,7 +162,7 @@ impl Ledger {
         let tx = client.transaction().await?;
         let attempt = self.decide_and_insert(&tx, legs).await?;
         if matches!(attempt, Attempt::Committed(_)) {
-            tx.commit().await?;
+            tx.commit().await.context("commit a group")?;
         }
         Ok(attempt)
     }
@@ -174,8 +175,14 @@ impl Ledger {
         legs: &[Leg],
     ) -> Result<Attempt, StoreError> {
         let source = legs[0].source;
-        let head_statement = tx.prepare_cached(HEADS).await?;
-        let destinations_statement = tx.prepare_cached(DESTINATIONS).await?;
+        let head_statement = tx
+            .prepare_cached(HEADS)
+            .await
+            .context("prepare the group's head")?;
+        let destinations_statement = tx
+            .prepare_cached(DESTINATIONS)
+            .await
+            .context("prepare the group's destinations")?;
         let named: Vec<Uuid> = legs
             .iter()
             .filter(|leg| leg.opening.is_none())
@@ -297,7 +304,10 @@ impl Ledger {
                 .as_ref()
                 .map(|head| head.currency)
                 .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("legs without a head")))?;
-            let insert = tx.prepare_cached(&insert_group_sql()).await?;
+            let insert = tx
+                .prepare_cached(&insert_group_sql())
+                .await
+                .context("prepare the group insert")?;
             let seqs: Vec<i64> = accepted.iter().map(|a| a.1).collect();
             let ids: Vec<Uuid> = accepted
                 .iter()
@@ -401,8 +411,7 @@ pub(crate) fn write_error(err: tokio_postgres::Error, leg: &Leg, currency: Curre
     let context = WriteContext {
         source: leg.source,
         destination: leg.destination,
-        currency: currency.code(),
-        max_decimals: currency.minor_units(),
+        currency,
     };
     match constraint_violation(&err, &context) {
         Some(domain) => domain.into(),
