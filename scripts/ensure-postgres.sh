@@ -40,8 +40,10 @@ IS_ROOT=0
 [[ "$(id -u)" == 0 ]] && IS_ROOT=1
 
 check_port() {
-  [[ "$PORT" =~ ^[0-9]+$ ]] && (( PORT > 0 && PORT < 65536 )) \
-    || die "LEDGER_PG_PORT must be a TCP port number, got '$PORT'"
+  if [[ "$PORT" =~ ^[0-9]+$ ]] && (( PORT > 0 && PORT < 65536 )); then
+    return 0
+  fi
+  die "LEDGER_PG_PORT must be a TCP port number, got '$PORT'"
 }
 
 # Run a command as the OS user owning the cluster (from / so that an
