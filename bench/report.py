@@ -146,6 +146,18 @@ def verdict(ok):
     return "met" if ok else "MISSED"
 
 
+def batch_run(results):
+    """The batch phase's run and its `batch` requests, with the run's
+    `transfers_per_s` (legs × batches that succeeded per second) filled in;
+    (None, None) when the phase did not run."""
+    batch = results.get("batch")
+    if not (batch and batch.get("batch_legs")):
+        return None, None
+    batches = batch["by_kind"].get("batch", {})
+    batch["transfers_per_s"] = batches.get("ok_per_s", 0.0) * batch["batch_legs"]
+    return batch, batches
+
+
 def table(results):
     lines = [
         "| measurement | conditions | throughput | p50 ms | p99 ms | real errors (steady state) | CPU split (2 cores = 100%) |",
@@ -174,12 +186,11 @@ def table(results):
             f"{zipf['run_time_s']} s | {fmt(zipf['requests_per_s'], 0)} requests/s, "
             f"{fmt(zipf['transfers_201_per_s'], 0)} transfers/s | {fmt(zipf['p50_ms'], 2)} | {fmt(zipf['p99_ms'], 2)} "
             f"| {failures(zipf)} (expected answers: {expected}) | {cpu_note(zipf['cpu'])} |")
-    batch = results.get("batch")
-    if batch and batch.get("batch_legs"):
-        batches = batch["by_kind"].get("batch", {})
+    batch, batches = batch_run(results)
+    if batch:
         lines.append(
             f"| Atomic batches of {batch['batch_legs']} transfers over the pool | {batch['users']} users, "
-            f"no pauses, {batch['run_time_s']} s | **{fmt(batches.get('ok_per_s', 0.0) * batch['batch_legs'], 0)} "
+            f"no pauses, {batch['run_time_s']} s | **{fmt(batch['transfers_per_s'], 0)} "
             f"transfers/s** ({fmt(batches.get('ok_per_s', 0.0), 1)} batches/s) | {fmt(batch['p50_ms'], 2)} "
             f"| {fmt(batch['p99_ms'], 2)} | {failures(batch)} | {cpu_note(batch['cpu'])} |")
     deposits = results.get("deposits")
@@ -240,10 +251,8 @@ def targets(results):
             f"- Hot (one source) / uniform: **{ratio:.2f}×** (target ≥ 0.8 and p99 ≤ 100 ms: "
             f"{verdict(ratio >= 0.8 and p99 <= 100)}; p99 {fmt(p99, 1)} ms); "
             f"5xx: {fivexx}, real errors: {hot['real_errors_whole_run']}")
-    batch = results.get("batch")
-    if batch and batch.get("batch_legs"):
-        batches = batch["by_kind"].get("batch", {})
-        batch["transfers_per_s"] = batches.get("ok_per_s", 0.0) * batch["batch_legs"]
+    batch, batches = batch_run(results)
+    if batch:
         reference_batch = (results.get("reference") or {}).get("batch")
         if reference_batch and reference_batch.get("rows_per_s"):
             ratio = batch["transfers_per_s"] / reference_batch["rows_per_s"]

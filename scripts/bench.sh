@@ -51,19 +51,19 @@
 # after the ramp-up, left out of the figures while its backlog drains),
 # BENCH_KEEP_DBS=1 keeps the databases for inspection.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=bench
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-LL_NAME=bench
-# shellcheck source=scripts/load.sh
-source scripts/load.sh
 
 mode=full
 case "${1:-}" in
   "") ;;
   --quick) mode=quick ;;
   --find-knee) mode=knee ;;
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) ll_log "usage: $0 [--quick|--find-knee]"; exit 2 ;;
+  -h | --help) header_help; exit 0 ;;
+  *) log "usage: $0 [--quick|--find-knee]"; exit 2 ;;
 esac
 
 SECS="${BENCH_SECS:-60}"
@@ -81,7 +81,7 @@ if [[ "$mode" == quick ]]; then
   ACCOUNTS="${BENCH_ACCOUNTS:-2000}"
 fi
 for n in SECS CLIENTS ACCOUNTS HOT_SECS CLASSIC_USERS CLASSIC_SECS CLASSIC_RATE POOL_SIZE WORKERS; do
-  [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { ll_log "$n must be a positive whole number, got '${!n}'"; exit 2; }
+  [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { log "$n must be a positive whole number, got '${!n}'"; exit 2; }
 done
 
 OUT=bench/out
@@ -90,36 +90,34 @@ rm -f "$OUT"/*.json "$OUT"/*.html "$OUT"/*.log "$OUT"/*.txt "$OUT"/pgbench_log.*
 started_at="$(date +%s)"
 phase() { printf '\n==> [bench %ss] %s\n' "$(( $(date +%s) - started_at ))" "$*" >&2; }
 
-locked=()
-[[ -f Cargo.lock ]] && locked=(--locked)
 phase "build (release)"
-cargo build ${locked[@]+"${locked[@]}"} --release -p ledger-server -p ledger-load >&2
+cargo_locked build --release -p ledger-server -p ledger-load >&2
 LEDGER=target/release/ledger
 LOAD=target/release/ledger-load
-command -v pgbench >/dev/null 2>&1 || PGBENCH="$(ls -d /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n1)"
-PGBENCH="${PGBENCH:-$(command -v pgbench)}"
-[[ -x "$PGBENCH" ]] || { ll_log "pgbench not found (Debian: apt-get install postgresql-contrib or postgresql)"; exit 1; }
+pgbench_missing="pgbench not found (Debian: apt-get install postgresql-contrib or postgresql)"
+[[ -n "${PGBENCH:-}" ]] || PGBENCH="$(pg_bin pgbench)" || { log "$pgbench_missing"; exit 1; }
+[[ -x "$PGBENCH" ]] || { log "$pgbench_missing"; exit 1; }
 
 phase "PostgreSQL"
-ADMIN_URL="$(scripts/ensure-postgres.sh)"
-[[ -n "$ADMIN_URL" ]] || { ll_log "ensure-postgres.sh printed no URL"; exit 1; }
-max_connections="$(ll_psql "$ADMIN_URL" -Atc 'show max_connections')"
+ADMIN_URL="$(admin_url)"
+PSQL="$(pg_bin psql)" || { log "psql not found (ensure-postgres.sh should have installed it)"; exit 1; }
+max_connections="$(run_psql "$ADMIN_URL" -Atc 'show max_connections')"
 if (( max_connections < CLIENTS + 16 )); then
-  ll_log "max_connections is $max_connections: pgbench needs $CLIENTS clients plus the service's few; lower BENCH_CLIENTS"
+  log "max_connections is $max_connections: pgbench needs $CLIENTS clients plus the service's few; lower BENCH_CLIENTS"
   exit 1
 fi
 if (( POOL_SIZE + 16 > max_connections )); then
   POOL_SIZE=$(( max_connections - 16 ))
-  ll_log "BENCH_POOL_SIZE lowered to $POOL_SIZE (max_connections is $max_connections)"
+  log "BENCH_POOL_SIZE lowered to $POOL_SIZE (max_connections is $max_connections)"
 fi
 
 SEED=ledger_bench_seed
 DBS=("$SEED")
-PORT="$(ll_free_port)"
+PORT="$(free_port)"
 cleanup() {
-  ll_stop_server
+  stop_server
   if [[ "${BENCH_KEEP_DBS:-0}" != 1 ]]; then
-    for db in "${DBS[@]}"; do ll_drop_db "$ADMIN_URL" "$db"; done
+    for db in "${DBS[@]}"; do drop_db "$ADMIN_URL" "$db" || true; done
   fi
 }
 trap cleanup EXIT
@@ -127,14 +125,14 @@ trap 'exit 130' INT TERM
 
 # The machine, and whatever else is running on it (the figures are only as
 # good as the box was quiet).
-python3 - "$OUT/machine.json" "$ADMIN_URL" <<'EOF'
+python3 - "$OUT/machine.json" "$ADMIN_URL" "$PSQL" <<'EOF'
 import json, os, platform, subprocess, sys
 def sh(cmd):
     try: return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
     except Exception: return ""
 mem_kib = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")))
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
-psql = sh("command -v psql || ls /usr/lib/postgresql/*/bin/psql | tail -n1")
+psql = sys.argv[3]
 settings = sh(f"{psql} '{sys.argv[2]}' -XAtc \"select string_agg(name || '=' || current_setting(name), ', ' order by name) from pg_settings where name in ('max_connections','shared_buffers','synchronous_commit','fsync','wal_sync_method','commit_delay','work_mem','max_wal_size')\"")
 json.dump({
     "cores": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem_kib / 1048576, 1),
@@ -146,7 +144,7 @@ json.dump({
 EOF
 read -r load1 _ < /proc/loadavg
 if awk -v l="$load1" 'BEGIN { exit !(l > 1.0) }'; then
-  ll_log "warning: load average is $load1 before the benchmark: something else is running, figures will be low"
+  log "warning: load average is $load1 before the benchmark: something else is running, figures will be low"
   ps -eo pcpu,comm --sort=-pcpu | head -n 6 >&2
 fi
 
@@ -156,16 +154,16 @@ fi
 run_phase() {
   local name="$1" db="$2" pool="$3"; shift 3
   DBS+=("$db")
-  ll_fresh_db "$ADMIN_URL" "$db" "$SEED" || return 1
-  DB_URL="$(ll_with_database "$ADMIN_URL" "$db")"
-  LEDGER_WORKERS="$WORKERS" ll_start_server "$LEDGER" "$DB_URL" "$PORT" "$OUT/server-$name.log" "$pool" \
-    || return 1
+  fresh_db "$ADMIN_URL" "$db" "$SEED" || return 1
+  DB_URL="$(with_database "$ADMIN_URL" "$db")"
+  LEDGER_WORKERS="$WORKERS" LEDGER_POOL_SIZE="$pool" \
+    start_server "$LEDGER" "$DB_URL" "$PORT" "$OUT/server-$name.log" || return 1
   python3 bench/cpu_sampler.py "$OUT/cpu-$name.json" &
   local sampler=$! status=0
   "$@" || status=$?
   kill -TERM "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
-  ll_stop_server
+  stop_server
   return "$status"
 }
 
@@ -181,14 +179,14 @@ load_run() { # load_run NAME ledger-load-args…
 
 failures=0
 phase "seed: $ACCOUNTS funded accounts (each a deposit from the system account)"
-ll_fresh_db "$ADMIN_URL" "$SEED"
-SEED_URL="$(ll_with_database "$ADMIN_URL" "$SEED")"
-ll_start_server "$LEDGER" "$SEED_URL" "$PORT" "$OUT/server-seed.log" 16
+fresh_db "$ADMIN_URL" "$SEED"
+SEED_URL="$(with_database "$ADMIN_URL" "$SEED")"
+LEDGER_POOL_SIZE=16 start_server "$LEDGER" "$SEED_URL" "$PORT" "$OUT/server-seed.log"
 "$LOAD" open-pool --host "http://127.0.0.1:$PORT" --accounts "$ACCOUNTS" --concurrency 16 \
   > "$OUT/setup.json"
-ll_stop_server
+stop_server
 cat "$OUT/setup.json" >&2
-ll_psql "$SEED_URL" -c "vacuum analyze" >&2
+run_psql "$SEED_URL" -c "vacuum analyze" >&2
 
 if [[ "$mode" != knee ]]; then
   # PostgreSQL's own limit for appending a row, measured here and now, so
@@ -198,26 +196,26 @@ if [[ "$mode" != knee ]]; then
   if [[ -x "$REFERENCE" || -f "$REFERENCE" ]]; then
     phase "0/4 reference: $REFERENCE ($CLIENTS clients, ${REFERENCE_SECS:-30} s per script)"
     DBS+=(ledger_bench_reference)
-    ll_fresh_db "$ADMIN_URL" ledger_bench_reference
-    bash "$REFERENCE" "$(ll_with_database "$ADMIN_URL" ledger_bench_reference)" "$CLIENTS" \
+    fresh_db "$ADMIN_URL" ledger_bench_reference
+    bash "$REFERENCE" "$(with_database "$ADMIN_URL" ledger_bench_reference)" "$CLIENTS" \
         "${REFERENCE_SECS:-30}" > "$OUT/reference.jsonl" 2> "$OUT/reference.log" \
-      || ll_log "the reference run failed (see $OUT/reference.log); carrying on without it"
+      || log "the reference run failed (see $OUT/reference.log); carrying on without it"
     cat "$OUT/reference.jsonl" >&2 || true
   else
-    ll_log "no reference script at $REFERENCE (BENCH_REFERENCE overrides): ratios to it are left out"
+    log "no reference script at $REFERENCE (BENCH_REFERENCE overrides): ratios to it are left out"
   fi
 
   phase "1/4 PostgreSQL limit: pgbench -M prepared -c $CLIENTS -j 2 -T $SECS, the store's SQL"
   "$LOAD" pgbench-script --accounts "$ACCOUNTS" > "$OUT/transfer.pgbench"
   pg_phase() {
     local rows_before rows_after
-    rows_before="$(ll_psql "$DB_URL" -Atc 'select count(*) from ledger.transfers')"
+    rows_before="$(run_psql "$DB_URL" -Atc 'select count(*) from ledger.transfers')"
     # No TLS, as the service's own connections (tokio-postgres, NoTls):
     # libpq would otherwise negotiate it and spend CPU on both ends.
     (cd "$OUT" && PGSSLMODE=disable "$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -P 10 \
         -f transfer.pgbench --log --log-prefix=pgbench_log "$DB_URL") > "$OUT/pgbench.txt" 2>&1 \
       || { tail -n 20 "$OUT/pgbench.txt" >&2; return 1; }
-    rows_after="$(ll_psql "$DB_URL" -Atc 'select count(*) from ledger.transfers')"
+    rows_after="$(run_psql "$DB_URL" -Atc 'select count(*) from ledger.transfers')"
     printf '{"rows_before": %s, "rows_after": %s, "seconds": %s, "clients": %s}\n' \
       "$rows_before" "$rows_after" "$SECS" "$CLIENTS" > "$OUT/pgbench-rows.json"
     # The same invariants as after an HTTP run (no row count: pgbench's
@@ -226,41 +224,41 @@ if [[ "$mode" != knee ]]; then
   }
   # The service runs, idle, for its horizon ticker: the trigger's incoming
   # checkpoints need the final horizon to advance, as in production.
-  run_phase pgbench ledger_bench_pg 2 pg_phase || { failures=$((failures + 1)); ll_log "pgbench phase failed"; }
+  run_phase pgbench ledger_bench_pg 2 pg_phase || { failures=$((failures + 1)); log "pgbench phase failed"; }
   grep -E 'tps|latency|failed' "$OUT/pgbench.txt" >&2 || true
   tail -n 1 "$OUT/pgbench-check.txt" >&2
 
   phase "2/4 HTTP: throughput scenario, $CLIENTS users, no pauses, ${SECS}s"
   run_phase throughput ledger_bench_http "$POOL_SIZE" load_run throughput \
     --scenario throughput --users "$CLIENTS" --increase-rate "$CLIENTS" --run-time "${SECS}s" \
-    --accounts "$ACCOUNTS" || { failures=$((failures + 1)); ll_log "throughput phase failed"; }
+    --accounts "$ACCOUNTS" || { failures=$((failures + 1)); log "throughput phase failed"; }
 
   phase "3/4 hot account: $CLIENTS users transferring out of one account, ${HOT_SECS}s"
   run_phase hot ledger_bench_hot "$POOL_SIZE" load_run hot \
     --scenario hot --single-source --accounts 8 --initial-balance 1000000.00 \
     --users "$CLIENTS" --increase-rate "$CLIENTS" --run-time "${HOT_SECS}s" \
-    || { failures=$((failures + 1)); ll_log "hot phase failed"; }
+    || { failures=$((failures + 1)); log "hot phase failed"; }
   phase "3/4 hot accounts with a Zipf skew over 8 accounts of 50.00 (insufficient_funds expected), ${HOT_SECS}s"
   run_phase hotzipf ledger_bench_hotzipf "$POOL_SIZE" load_run hotzipf \
     --scenario hot --accounts 8 --users "$CLIENTS" --increase-rate "$CLIENTS" --run-time "${HOT_SECS}s" \
-    || { failures=$((failures + 1)); ll_log "hot (Zipf) phase failed"; }
+    || { failures=$((failures + 1)); log "hot (Zipf) phase failed"; }
 
   phase "3/4 deposits: $CLIENTS users depositing into random accounts (all out of the system account), ${HOT_SECS}s"
   run_phase deposits ledger_bench_deposits "$POOL_SIZE" load_run deposits \
     --scenario deposits --accounts 2000 --users "$CLIENTS" --increase-rate "$CLIENTS" \
     --run-time "${HOT_SECS}s" \
-    || { failures=$((failures + 1)); ll_log "deposits phase failed"; }
+    || { failures=$((failures + 1)); log "deposits phase failed"; }
 
   phase "3/4 batches: ${BATCH_USERS:-1} users posting atomic batches of ${BATCH_LEGS:-1000} transfers over the pool, ${HOT_SECS}s"
   run_phase batch ledger_bench_batch "$POOL_SIZE" load_run batch \
     --scenario batch --accounts "$ACCOUNTS" --batch-legs "${BATCH_LEGS:-1000}" \
     --users "${BATCH_USERS:-1}" --increase-rate "${BATCH_USERS:-1}" --run-time "${HOT_SECS}s" \
-    || { failures=$((failures + 1)); ll_log "batch phase failed"; }
+    || { failures=$((failures + 1)); log "batch phase failed"; }
 
   phase "4/4 classic user model: $CLASSIC_USERS users, ${CLASSIC_SECS}s after ramp-up at $CLASSIC_RATE users/s"
   run_phase classic ledger_bench_classic "$POOL_SIZE" load_run classic \
     --scenario classic --users "$CLASSIC_USERS" --increase-rate "$CLASSIC_RATE" \
-    --run-time "${CLASSIC_SECS}s" || { failures=$((failures + 1)); ll_log "classic phase failed"; }
+    --run-time "${CLASSIC_SECS}s" || { failures=$((failures + 1)); log "classic phase failed"; }
 else
   phase "find the knee: classic users from ${KNEE_START:-1000} by ${KNEE_STEP:-500} until p99 > 100 ms"
   users="${KNEE_START:-1000}"
@@ -269,9 +267,9 @@ else
     run_phase "$name" "ledger_bench_knee" "$POOL_SIZE" load_run "$name" \
       --scenario classic --users "$users" --increase-rate "${KNEE_RATE:-50}" \
       --run-time "$(( ${KNEE_SECS:-60} + ${KNEE_WARMUP:-15} ))s" --warmup "${KNEE_WARMUP:-15}" \
-      || ll_log "$users users: real errors or a failed check (see $OUT/$name.txt)"
+      || log "$users users: real errors or a failed check (see $OUT/$name.txt)"
     p99="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["all"]["p99_ms"])' "$OUT/$name.json" 2>/dev/null || echo 1e9)"
-    ll_log "$users users: p99 $p99 ms"
+    log "$users users: p99 $p99 ms"
     if awk -v p="$p99" 'BEGIN { exit !(p > 100) }'; then break; fi
     users=$(( users + ${KNEE_STEP:-500} ))
   done
@@ -280,6 +278,6 @@ fi
 phase "report"
 python3 bench/report.py "$OUT" "$mode"
 if (( failures > 0 )); then
-  ll_log "$failures phase(s) saw real errors or a failed ledger check: see $OUT/*.txt"
+  log "$failures phase(s) saw real errors or a failed ledger check: see $OUT/*.txt"
   exit 1
 fi

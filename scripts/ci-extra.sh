@@ -9,6 +9,8 @@
 # Debug build: `cargo test` has built its dependencies already, so this
 # costs seconds, not the minutes of a release build.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 mkdir -p target/load

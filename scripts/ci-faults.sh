@@ -12,6 +12,8 @@
 # already run in `cargo test --workspace`. The full runs are
 # scripts/faults.sh and scripts/schemathesis.sh (≥ 5,000 requests).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -26,23 +26,24 @@
 # /var/tmp/ledger-pgdata-<hash of the intended data dir path> instead (a note
 # is printed the first time).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=ensure-postgres
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-DEFAULT_URL="postgres://postgres@127.0.0.1:5432/postgres"
 PORT="${LEDGER_PG_PORT:-54329}"
 PG_USER="ledgerpg"                       # OS user owning the cluster when run as root
 REPO_HASH="$(printf '%s' "$REPO" | sha256sum | cut -c1-12)"
 FALLBACK_URL="postgres://postgres@127.0.0.1:${PORT}/postgres"
 
-log() { printf 'ensure-postgres: %s\n' "$*" >&2; }
-die() { printf 'ensure-postgres: error: %s\n' "$*" >&2; exit 1; }
-
 IS_ROOT=0
 [[ "$(id -u)" == 0 ]] && IS_ROOT=1
 
 check_port() {
-  [[ "$PORT" =~ ^[0-9]+$ ]] && (( PORT > 0 && PORT < 65536 )) \
-    || die "LEDGER_PG_PORT must be a TCP port number, got '$PORT'"
+  if [[ "$PORT" =~ ^[0-9]+$ ]] && (( PORT > 0 && PORT < 65536 )); then
+    return 0
+  fi
+  die "LEDGER_PG_PORT must be a TCP port number, got '$PORT'"
 }
 
 # Run a command as the OS user owning the cluster (from / so that an
@@ -62,21 +63,10 @@ as_pg() {
 # ---------------------------------------------------------------------------
 # Step 1: is the requested server reachable?
 # ---------------------------------------------------------------------------
-find_psql() {
-  if command -v psql >/dev/null 2>&1; then
-    command -v psql
-    return 0
-  fi
-  local c
-  c="$(ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n1 || true)"
-  [[ -n "$c" ]] && printf '%s\n' "$c"
-}
-
 # Prints "t"/"f" (can the role create databases?) when reachable; fails otherwise.
 probe_url() {
   local psql
-  psql="$(find_psql)" || return 1
-  [[ -n "$psql" ]] || return 1
+  psql="$(pg_bin psql)" || return 1
   # -w: never prompt for a password (a prompt would hang callers doing $(...)).
   PGCONNECT_TIMEOUT=3 "$psql" "$1" -X -w -Atqc \
     "select rolsuper or rolcreatedb from pg_roles where rolname = current_user" 2>/dev/null
@@ -97,11 +87,7 @@ find_bindir() {
     fi
   fi
   local initdb
-  initdb="$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1 || true)"
-  if [[ -z "$initdb" ]] && command -v initdb >/dev/null 2>&1; then
-    initdb="$(command -v initdb)"           # non-Debian layouts (initdb on PATH)
-  fi
-  [[ -n "$initdb" ]] || return 1
+  initdb="$(pg_bin initdb)" || return 1
   BINDIR="$(dirname "$initdb")"
 }
 
@@ -271,7 +257,7 @@ cmd_stop() {
 }
 
 cmd_ensure() {
-  local url="${DATABASE_URL:-$DEFAULT_URL}" can_create
+  local url="${DATABASE_URL:-$DEFAULT_ADMIN_URL}" can_create
   if can_create="$(probe_url "$url")" && [[ -n "$can_create" ]]; then
     if [[ "$can_create" != t ]]; then
       log "warning: $url is reachable but its role lacks CREATEDB; tests that create databases will fail"
@@ -307,6 +293,6 @@ cmd_ensure() {
 case "${1:-}" in
   "" | start) cmd_ensure ;;
   stop) cmd_stop ;;
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2 ;;
+  -h | --help) header_help >&2 ;;
   *) die "usage: $0 [start|stop]" ;;
 esac

@@ -21,24 +21,24 @@
 # after the build). PostgreSQL for the test databases: $DATABASE_URL if
 # reachable, else the project's cluster (scripts/ensure-postgres.sh).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=faults.sh
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DATABASE_URL="$(scripts/ensure-postgres.sh)"
-[[ -n "$DATABASE_URL" ]] || { echo "faults.sh: ensure-postgres.sh printed no URL" >&2; exit 1; }
+DATABASE_URL="$(admin_url)"
 export DATABASE_URL
 export LEDGER_TEST_DATABASE_URL="$DATABASE_URL"
 # The database-loss test needs PostgreSQL server binaries; here, missing
 # ones are an error rather than a skip.
 export LEDGER_FAULTS_REQUIRE_PG=1
 
-locked=()
-[[ -f Cargo.lock ]] && locked=(--locked)
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 
 status=0
-cargo test ${locked[@]+"${locked[@]}"} -p ledger-server --test faults -- \
+cargo_locked test -p ledger-server --test faults -- \
   --nocapture --test-threads=1 "$@" 2>&1 | tee "$out" || status=$?
 
 printf '\n==> [faults.sh] summaries\n'

@@ -14,37 +14,40 @@
 # 4. prints one line of figures, stops the server and drops the database.
 # Bounded: every curl has a 60 s timeout; nothing leaves loopback.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=page-rss
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BINARY="${1:-target/release/ledger}"
-ADMIN_URL="${ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+ADMIN_URL="${ADMIN_URL:-$DEFAULT_ADMIN_URL}"
 ROWS="${ROWS:-1000}"
 ROUNDS="${ROUNDS:-3}"
 CONCURRENCY="${CONCURRENCY:-30}"
-PORT="${PORT:-$((20000 + RANDOM % 20000))}"
+PORT="${PORT:-$(free_port)}"
 DB="ledger_rss_$$"
 BASE="http://127.0.0.1:$PORT"
+SERVER_LOG="target/page-rss/server-$PORT.log"
 
-log() { printf 'page-rss: %s\n' "$*" >&2; }
 [[ -x "$BINARY" ]] || { log "no executable at $BINARY"; exit 2; }
+mkdir -p "$(dirname "$SERVER_LOG")"
 
-psql -q "$ADMIN_URL" -c "create database $DB"
-SERVER_PID=""
+fresh_db "$ADMIN_URL" "$DB"
+started=0
 cleanup() {
-  [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-  psql -q "$ADMIN_URL" -c "drop database if exists $DB with (force)" || true
+  stop_server
+  drop_db "$ADMIN_URL" "$DB" || true
+  # The server logs at level error only: anything in its log is news.
+  if (( started )) && [[ -s "$SERVER_LOG" ]]; then
+    log "the server logged errors ($SERVER_LOG):"
+    tail -n 20 "$SERVER_LOG" >&2
+  fi
 }
 trap cleanup EXIT
 
-DATABASE_URL="${ADMIN_URL%/*}/$DB" LEDGER_LISTEN_ADDR="127.0.0.1:$PORT" \
-  RUST_LOG=error "$BINARY" serve &
-SERVER_PID=$!
-for _ in $(seq 100); do
-  curl -sf "$BASE/ready" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-curl -sf "$BASE/ready" >/dev/null || { log "the server did not become ready"; exit 1; }
+LEDGER_RUST_LOG=error start_server "$BINARY" "$(with_database "$ADMIN_URL" "$DB")" "$PORT" "$SERVER_LOG"
+started=1
 
 hwm() { awk '/^VmHWM/ { print $2 }' "/proc/$SERVER_PID/status"; }
 

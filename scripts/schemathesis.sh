@@ -41,6 +41,9 @@
 # away at the end (as are the server and its log, kept under target/).
 # SCHEMATHESIS_SEED=<n> replays a run (the seed is printed).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=schemathesis.sh
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO="$PWD"
@@ -61,9 +64,6 @@ STAMP="$VENV/.ledger-lock-stamp"
 REPORT="$WORKDIR/report.ndjson"
 SERVER_LOG="$WORKDIR/server.log"
 CRASH_NOTE="$WORKDIR/crash.txt"
-
-log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 [[ "$MAX_EXAMPLES" =~ ^[1-9][0-9]*$ ]] || die "SCHEMATHESIS_MAX_EXAMPLES must be a positive number, got '$MAX_EXAMPLES'"
 [[ "$MIN_REQUESTS" =~ ^[0-9]+$ ]] || die "SCHEMATHESIS_MIN_REQUESTS must be a number, got '$MIN_REQUESTS'"
@@ -100,14 +100,8 @@ if [[ "$(cat "$STAMP" 2>/dev/null || true)" != "$want_stamp" ]] || ! "$VENV/bin/
 fi
 
 # --- 2. database and binary -------------------------------------------------
-ADMIN_URL="$(scripts/ensure-postgres.sh)"
-[[ -n "$ADMIN_URL" ]] || die "ensure-postgres.sh printed no URL"
-find_psql() {
-  command -v psql 2>/dev/null && return 0
-  ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n1
-}
-PSQL="$(find_psql)"
-[[ -n "$PSQL" ]] || die "psql not found"
+ADMIN_URL="$(admin_url)"
+PSQL="$(pg_bin psql)" || die "psql not found"
 
 # What this run used. The Python packages come from the lock; Debian's
 # (python3 itself, psql, the server) can change under us, so say which.
@@ -118,7 +112,7 @@ print(f"python {sys.version.split()[0]} ({os.path.realpath(sys.executable)}), pi
 EOF
 )"
 psql_version="$("$PSQL" --version | sed 's/^psql (PostgreSQL) //')"
-server_version="$("$PSQL" "$ADMIN_URL" -X -w -Atqc 'show server_version' 2>/dev/null || echo unknown)"
+server_version="$(run_psql "$ADMIN_URL" -Atc 'show server_version' 2>/dev/null || echo unknown)"
 log "versions: $python_versions (from $LOCK_REL, sha256 ${want_stamp:0:12}); psql $psql_version; PostgreSQL server $server_version"
 if (( WORKERS > 1 )) && ! "$VENV/bin/python" -c '
 import sys
@@ -127,22 +121,16 @@ sys.exit(1 if (v[:2] == (3, 11) and v < (3, 11, 8)) or (v[:2] == (3, 12) and v <
   log "note: $WORKERS workers on this Python: concurrent ast.parse calls can fail with 'SystemError: AST constructor recursion depth mismatch' (CPython gh-106905, fixed in 3.11.8 and 3.12.2); such a crash is retried once"
 fi
 
-locked=()
-[[ -f Cargo.lock ]] && locked=(--locked)
 log "building ledger (debug)"
-cargo build ${locked[@]+"${locked[@]}"} --quiet -p ledger-server --bin ledger
+cargo_locked build --quiet -p ledger-server --bin ledger
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/ledger"
 
 SERVER_PID=""
 DB_NAME=""
 stop_attempt() {
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
+  stop_server
   if [[ -n "$DB_NAME" ]]; then
-    "$PSQL" "$ADMIN_URL" -X -w -qc "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 || true
+    drop_db "$ADMIN_URL" "$DB_NAME" 2>/dev/null || true
   fi
   DB_NAME=""
 }
@@ -160,29 +148,14 @@ trap 'exit 130' INT TERM
 run_attempt() {
   local attempt="$1"
   DB_NAME="ledger_schemathesis_$(date +%s)_$$_$attempt"
-  # The admin URL with its database replaced (query string kept).
-  local base="${ADMIN_URL%%\?*}" query="" database_url
-  [[ "$ADMIN_URL" == *\?* ]] && query="?${ADMIN_URL#*\?}"
-  database_url="${base%/*}/$DB_NAME$query"
-  [[ "$base" == *://*/* ]] || database_url="$base/$DB_NAME$query"
-  "$PSQL" "$ADMIN_URL" -X -w -qc "create database $DB_NAME" >&2
+  local database_url port address
+  database_url="$(with_database "$ADMIN_URL" "$DB_NAME")"
+  fresh_db "$ADMIN_URL" "$DB_NAME"
 
-  local port address
-  port="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   address="http://127.0.0.1:$port"
-  DATABASE_URL="$database_url" LEDGER_LISTEN_ADDR="127.0.0.1:$port" LEDGER_LOG_FORMAT=json \
-    RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve >"$SERVER_LOG" 2>&1 &
-  SERVER_PID=$!
-  "$VENV/bin/python" - "$address/health" <<'EOF' || { tail -n 20 "$SERVER_LOG" >&2; die "the service did not come up"; }
-import sys, time, urllib.request
-for _ in range(600):
-    try:
-        urllib.request.urlopen(sys.argv[1], timeout=1)
-        sys.exit(0)
-    except Exception:
-        time.sleep(0.1)
-sys.exit(1)
-EOF
+  LEDGER_RUST_LOG="${RUST_LOG:-warn}" start_server "$BIN" "$database_url" "$port" "$SERVER_LOG" \
+    || die "the service did not come up"
   log "attempt $attempt: service up at $address (database $DB_NAME); $MAX_EXAMPLES examples per operation, $WORKERS worker(s)"
 
   local seed=()
@@ -200,7 +173,7 @@ EOF
     --no-color ${seed[@]+"${seed[@]}"}) || schemathesis_status=$?
 
   local created
-  created="$("$PSQL" "$database_url" -X -w -Atqc \
+  created="$(run_psql "$database_url" -Atc \
     "select (select count(*) from ledger.accounts where not is_system) || ' accounts, '
          || (select count(*) from ledger.transfers) || ' transfers'" 2>/dev/null || echo "unknown")"
   VERDICT=0

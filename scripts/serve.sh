@@ -18,6 +18,9 @@
 #   schema": before the first release the migrations were reshaped in place
 #   (from then on they only move forward).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=serve
 
 reset=0
 case "${1:-}" in
@@ -28,39 +31,19 @@ esac
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-log() { printf 'serve: %s\n' "$*" >&2; }
-
-# Assign and export separately: `export X="$(cmd)"` would hide a failure.
-ADMIN_URL="$(scripts/ensure-postgres.sh)"
-[[ -n "$ADMIN_URL" ]] || { log "ensure-postgres.sh printed no URL"; exit 1; }
+ADMIN_URL="$(admin_url)"
 DB_NAME="${LEDGER_DATABASE_NAME:-ledger}"
-[[ "$DB_NAME" =~ ^[a-z_][a-z0-9_]*$ ]] || { log "LEDGER_DATABASE_NAME must be a plain lower-case identifier, got '$DB_NAME'"; exit 2; }
-
-# The admin URL with its database name replaced (query string kept).
-with_database() {
-  local url="$1" name="$2" base query=""
-  base="${url%%\?*}"
-  [[ "$url" == *\?* ]] && query="?${url#*\?}"
-  local scheme="${base%%://*}://" rest="${base#*://}"
-  local authority="${rest%%/*}"
-  printf '%s%s/%s%s\n' "$scheme" "$authority" "$name" "$query"
-}
-
-find_psql() {
-  command -v psql 2>/dev/null && return 0
-  ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n1
-}
-PSQL="$(find_psql)"
-[[ -n "$PSQL" ]] || { log "psql not found (ensure-postgres.sh should have installed it)"; exit 1; }
+is_plain_identifier "$DB_NAME" || { log "LEDGER_DATABASE_NAME must be a plain lower-case identifier, got '$DB_NAME'"; exit 2; }
+PSQL="$(pg_bin psql)" || { log "psql not found (ensure-postgres.sh should have installed it)"; exit 1; }
 
 if (( reset )); then
   log "dropping database $DB_NAME (--reset)"
-  "$PSQL" "$ADMIN_URL" -X -w -qc "drop database if exists $DB_NAME with (force)" >&2
+  drop_db "$ADMIN_URL" "$DB_NAME"
 fi
-exists="$("$PSQL" "$ADMIN_URL" -X -w -Atqc "select 1 from pg_database where datname = '$DB_NAME'")"
+exists="$(run_psql "$ADMIN_URL" -Atc "select 1 from pg_database where datname = '$DB_NAME'")"
 if [[ "$exists" != 1 ]]; then
   log "creating database $DB_NAME"
-  "$PSQL" "$ADMIN_URL" -X -w -qc "create database $DB_NAME" >&2
+  run_psql "$ADMIN_URL" -c "create database $DB_NAME" >&2
 fi
 
 DATABASE_URL="$(with_database "$ADMIN_URL" "$DB_NAME")"

@@ -7,6 +7,9 @@
 # PostgreSQL: $DATABASE_URL if reachable, else a project-owned cluster; see
 # scripts/ensure-postgres.sh. Exits non-zero at the first failing stage.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=test.sh
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,26 +17,22 @@ stage() { printf '\n==> [test.sh] %s\n' "$*" >&2; }
 
 stage "ensure PostgreSQL"
 # Assign and export separately: `export X="$(cmd)"` would hide a failure of cmd.
-DATABASE_URL="$(scripts/ensure-postgres.sh)"
-[[ -n "$DATABASE_URL" ]] || { echo "test.sh: ensure-postgres.sh printed no URL" >&2; exit 1; }
+DATABASE_URL="$(admin_url)"
 export DATABASE_URL
 export LEDGER_TEST_DATABASE_URL="$DATABASE_URL"
 printf 'using DATABASE_URL=%s\n' "$DATABASE_URL" >&2
 
-# --locked (when a lock file is committed) makes a stale Cargo.lock an error
-# instead of being silently rewritten. Applied to clippy too, otherwise clippy
-# would update the lock file before `cargo test --locked` gets to check it.
-locked=()
-[[ -f Cargo.lock ]] && locked=(--locked)
-
 stage "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-stage "cargo clippy ${locked[*]:-}${locked[*]:+ }--workspace --all-targets -- -D warnings"
-cargo clippy ${locked[@]+"${locked[@]}"} --workspace --all-targets -- -D warnings
+# cargo_locked (scripts/lib.sh) passes --locked when a lock file is committed,
+# to clippy too: otherwise clippy would update the lock file before
+# `cargo test --locked` gets to check it.
+stage "cargo clippy ${CARGO_LOCKED[*]:-}${CARGO_LOCKED[*]:+ }--workspace --all-targets -- -D warnings"
+cargo_locked clippy --workspace --all-targets -- -D warnings
 
-stage "cargo test ${locked[*]:-}${locked[*]:+ }--workspace --all-targets"
-cargo test ${locked[@]+"${locked[@]}"} --workspace --all-targets
+stage "cargo test ${CARGO_LOCKED[*]:-}${CARGO_LOCKED[*]:+ }--workspace --all-targets"
+cargo_locked test --workspace --all-targets
 
 # Suites that need a running service: the load smoke test (ci-extra.sh) and
 # the short schemathesis run (ci-faults.sh).
@@ -42,7 +41,7 @@ for suite in scripts/ci-extra.sh scripts/ci-faults.sh; do
     stage "$suite"
     "$suite"
   elif [[ -e "$suite" ]]; then
-    echo "test.sh: $suite exists but is not executable" >&2
+    log "$suite exists but is not executable"
     exit 1
   fi
 done
