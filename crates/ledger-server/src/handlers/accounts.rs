@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use ledger_domain::{AccountId, Currency};
-use ledger_store::{HistoryQuery, NewAccount};
+use ledger_store::{HistoryQuery, NewAccount, Posting};
 use uuid::Uuid;
 
 use crate::dto::{
@@ -12,6 +12,7 @@ use crate::dto::{
     HistoryParams, ListAccountsParams, MovementRequest, OpenAccountRequest, TransferDto,
 };
 use crate::error::{ApiError, Problem};
+use crate::handlers::responses::{AccountConflict, TransferCreated};
 use crate::handlers::AppState;
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
 use crate::timestamp::instant;
@@ -217,16 +218,11 @@ pub async fn history(
         IdempotencyKeyHeader,
     ),
     responses(
-        (status = 201, description = "Deposited (or replayed).", body = TransferDto,
-            headers(
-                ("Location" = String, description = "The transfer: `/transfers/{id}`."),
-                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
-            )),
+        TransferCreated,
         (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
-            body = Problem, content_type = "application/problem+json"),
+        AccountConflict,
         (status = 422, description = "`validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
     ),
@@ -237,14 +233,8 @@ pub async fn deposit(
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let amount = state.amount(&body.amount, "amount")?;
-    let metadata = parse_metadata(body.metadata)?;
-    let outcome = state
-        .ledger
-        .deposit(AccountId::from(*id), amount, metadata, key.key())
-        .await?;
-    Ok(created_transfer(outcome.value.into(), outcome.replayed))
+    let account = AccountId::from(*id);
+    post_movement(&state, &key, body.into_inner(), Posting::Deposit { account }).await
 }
 
 /// Withdraws money from an account, to its currency's system account.
@@ -258,16 +248,11 @@ pub async fn deposit(
         IdempotencyKeyHeader,
     ),
     responses(
-        (status = 201, description = "Withdrawn (or replayed).", body = TransferDto,
-            headers(
-                ("Location" = String, description = "The transfer: `/transfers/{id}`."),
-                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
-            )),
+        TransferCreated,
         (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
-            body = Problem, content_type = "application/problem+json"),
+        AccountConflict,
         (status = 422, description = "`insufficient_funds`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
     ),
@@ -278,13 +263,21 @@ pub async fn withdraw(
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let account = AccountId::from(*id);
+    post_movement(&state, &key, body.into_inner(), Posting::Withdrawal { account }).await
+}
+
+/// A deposit or a withdrawal: one posting between the account and its
+/// currency's system account.
+async fn post_movement(
+    state: &AppState,
+    key: &IdempotencyKeyHeader,
+    body: MovementRequest,
+    posting: Posting,
+) -> Result<HttpResponse, ApiError> {
     let amount = state.amount(&body.amount, "amount")?;
     let metadata = parse_metadata(body.metadata)?;
-    let outcome = state
-        .ledger
-        .withdraw(AccountId::from(*id), amount, metadata, key.key())
-        .await?;
+    let outcome = state.ledger.post(posting, amount, metadata, key.key()).await?;
     Ok(created_transfer(outcome.value.into(), outcome.replayed))
 }
 

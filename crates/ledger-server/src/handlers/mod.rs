@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod batches;
 pub mod health;
 pub mod journal;
+pub mod responses;
 pub mod transfers;
 
 use std::sync::Arc;

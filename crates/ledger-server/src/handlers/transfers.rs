@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::dto::{parse_metadata, TransferDto, TransferRequest};
 use crate::error::{ApiError, Problem};
 use crate::handlers::accounts::created_transfer;
+use crate::handlers::responses::{AccountConflict, TransferCreated};
 use crate::handlers::AppState;
 use crate::idempotency::IdempotencyKeyHeader;
 
@@ -21,17 +22,12 @@ use crate::idempotency::IdempotencyKeyHeader;
         IdempotencyKeyHeader,
     ),
     responses(
-        (status = 201, description = "Transferred (or replayed).", body = TransferDto,
-            headers(
-                ("Location" = String, description = "The transfer: `/transfers/{id}`."),
-                ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
-            )),
+        TransferCreated,
         (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad UUID or Idempotency-Key.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`account_not_found` (`detail` names the account).",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
-            body = Problem, content_type = "application/problem+json"),
+        AccountConflict,
         (status = 422, description = "`insufficient_funds`, `currency_mismatch`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, source = destination, a system account as source or destination (deposits and withdrawals have their own endpoints), bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
     ),
