@@ -34,7 +34,7 @@ use tokio_postgres::error::SqlState;
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
-use crate::error::{constraint_violation, is_unique_violation, WriteContext};
+use crate::error::{constraint_violation, is_unique_violation, violates, Constraint, WriteContext};
 use crate::records::{currency_of, transfer_from_row, Outcome, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
@@ -414,12 +414,12 @@ async fn insert_legs(
 /// raised past `deadlock_timeout`), or a batch time behind a row that
 /// committed after the heads were read.
 fn lost_race(err: &tokio_postgres::Error) -> bool {
-    is_unique_violation(err, "transfers_pkey")
+    is_unique_violation(err, Constraint::TransfersPkey)
         || err.as_db_error().is_some_and(|db| {
             *db.code() == SqlState::LOCK_NOT_AVAILABLE
                 || *db.code() == SqlState::T_R_DEADLOCK_DETECTED
-                || db.constraint() == Some("transfers_batch_time_order")
         })
+        || violates(err, Constraint::TransfersBatchTimeOrder)
 }
 
 async fn fetch_batch(client: &impl GenericClient, id: BatchId) -> Result<Batch, StoreError> {

@@ -47,7 +47,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 use uuid::Uuid;
 
-use crate::error::{constraint_violation, is_unique_violation, violates, WriteContext};
+use crate::error::{constraint_violation, is_unique_violation, violates, Constraint, WriteContext};
 use crate::idempotency::{claim, Claim, Idempotency};
 use crate::records::{currency_of, transfer_from_row, Posting, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
@@ -614,7 +614,7 @@ impl Ledger {
                     .map_err(|err| {
                         // Inside a group this fails the group, which is then
                         // applied leg by leg: the error lands on this leg.
-                        if violates(&err, "accounts_currency_code_fkey") {
+                        if violates(&err, Constraint::AccountsCurrencyCodeFkey) {
                             DomainError::UnknownCurrency(opening.currency.code().to_owned()).into()
                         } else {
                             StoreError::from(err)
@@ -675,7 +675,7 @@ impl Ledger {
                 .await
             {
                 Ok(rows) => rows,
-                Err(err) if is_unique_violation(&err, "transfers_pkey") => {
+                Err(err) if is_unique_violation(&err, Constraint::TransfersPkey) => {
                     return Ok(Attempt::LostRace)
                 }
                 Err(err) if accepted.len() == 1 => {
