@@ -1,7 +1,7 @@
 //! POST /accounts, GET /accounts, GET /accounts/{id}, DELETE /accounts/{id}.
 
-use ledger_api_tests::{spawn_app, spawn_app_with};
 use ledger_domain::Currency;
+use ledger_testkit::service::{spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! The Idempotency-Key header on writes.
 
-use ledger_api_tests::spawn_app;
+use ledger_testkit::service::spawn_app;
 use reqwest::Method;
 use serde_json::json;
 

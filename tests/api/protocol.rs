@@ -1,7 +1,7 @@
 //! What every request shares: problem+json errors, request ids, routing
 //! errors, body limits, content types and CORS.
 
-use ledger_api_tests::{spawn_app, spawn_app_with};
+use ledger_testkit::service::{spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::json;
 

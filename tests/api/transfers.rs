@@ -1,7 +1,7 @@
 //! POST /transfers, GET /transfers/{id}, deposits and withdrawals.
 
-use ledger_api_tests::{spawn_app, spawn_app_with};
 use ledger_domain::Decimal;
+use ledger_testkit::service::{spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
 const USD_SYSTEM: &str = "00000000-0000-0000-0000-000000000840";

@@ -1,10 +1,10 @@
 //! The database itself enforces the invariants, whoever writes to it.
 
-use super::support::{database, open, open_in};
+use ledger_testkit::{open, open_in, TestDatabase};
 
 #[tokio::test]
 async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "10.00").await;
     let client = database.connect().await.expect("connect");
 
@@ -35,12 +35,12 @@ async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
         .await
         .expect("balance")
         .get(0);
-    assert_eq!(balance, super::support::dec("10.00"));
+    assert_eq!(balance, ledger_testkit::dec("10.00"));
 }
 
 #[tokio::test]
 async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let euro = open_in(
@@ -54,7 +54,7 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
     let closing = open(&ledger, "0").await;
     let unknown = ledger_domain::AccountId::generate();
     let client = database.connect().await.expect("connect");
-    let closer = super::support::close_in_progress(&database, closing).await;
+    let closer = ledger_testkit::close_in_progress(&database, closing).await;
 
     // (source, seq, destination, currency, amount, the constraint that must fire)
     let cases = [

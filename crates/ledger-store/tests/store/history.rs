@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use ledger_store::{Direction, HistoryQuery};
 
-use super::support::{database, dec, open};
+use ledger_testkit::{dec, open, TestDatabase};
 
 #[tokio::test]
 async fn history_lists_both_directions_newest_first_page_by_page() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "10.00").await;
     let other = open(&ledger, "10.00").await;
     for i in 0..5 {
@@ -63,7 +63,7 @@ async fn history_lists_both_directions_newest_first_page_by_page() {
 
 #[tokio::test]
 async fn history_can_be_limited_to_a_time_window() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "10.00").await;
     let other = open(&ledger, "0").await;
     let first = ledger

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use ledger_store::Ledger;
 
-use super::support::{database, dec, open};
+use ledger_testkit::{dec, open, TestDatabase};
 
 async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
     let now = ledger
-        .balance(ledger_domain::AccountId::system(super::support::usd()))
+        .balance(ledger_domain::AccountId::system(ledger_testkit::usd()))
         .await;
     let now = now.map(|b| b.at).unwrap_or_else(|_| chrono::Utc::now());
     for _ in 0..200 {
@@ -24,7 +24,7 @@ async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
 
 #[tokio::test]
 async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     for _ in 0..5 {
@@ -43,7 +43,7 @@ async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
 
 #[tokio::test]
 async fn verify_names_the_row_a_superuser_tampered_with() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let mut transfers = Vec::new();
@@ -83,7 +83,7 @@ async fn verify_names_the_row_a_superuser_tampered_with() {
 
 #[tokio::test]
 async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let transfer = ledger
@@ -115,7 +115,7 @@ async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
 
 #[tokio::test]
 async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let c = open(&ledger, "3.00").await;
@@ -161,7 +161,7 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
 
 #[tokio::test]
 async fn the_rust_encoding_matches_the_database_encoding() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let metadata = ledger_domain::Metadata::parse(serde_json::json!({"b": [1, 2.50], "a": "x|y"}))
@@ -193,7 +193,7 @@ async fn the_rust_encoding_matches_the_database_encoding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
-    let (database, _) = database().await;
+    let (database, _) = TestDatabase::with_ledger().await;
     // A small pool and a short wait for a connection: a proof that held two
     // connections at once (hold and wait) left four concurrent ones each
     // waiting for a second connection nobody would free.
