@@ -123,7 +123,11 @@ impl Report {
                 "{balances_not_matching_log} balances differ from the sum of their rows in the log"
             ));
         }
-        let told = ["conservation", "negative_balance", "derived_balance_mismatch"];
+        let told = [
+            "conservation",
+            "negative_balance",
+            "derived_balance_mismatch",
+        ];
         for (rule, count) in &report.counts {
             if !told.contains(rule) {
                 failures.push(format!("ledger verify: {count} × {rule}"));
