@@ -239,12 +239,7 @@ async fn malformed_idempotency_keys_are_bad_requests() {
                     .json(&json!({ "amount": "1" })),
             )
             .await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
+        response.expect_refusal(400, "invalid_request", why);
     }
     assert_eq!(app.balance(&account).await, "0.00");
 }

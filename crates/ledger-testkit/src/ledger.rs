@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use ledger_domain::{AccountId, Currency, Decimal};
-use ledger_store::{Ledger, NewAccount, VerifyReport};
+use ledger_store::{Ledger, NewAccount, Transfer, VerifyReport};
 use tokio_postgres::Client;
 
 use crate::TestDatabase;
@@ -43,6 +43,21 @@ pub async fn open_in(ledger: &Ledger, currency: Currency, balance: &str) -> Acco
         .expect("account opens")
         .value
         .id
+}
+
+/// Moves `amount` from `source` to `destination` (no metadata, no key),
+/// which must succeed.
+pub async fn transfer(
+    ledger: &Ledger,
+    source: AccountId,
+    destination: AccountId,
+    amount: &str,
+) -> Transfer {
+    ledger
+        .transfer(source, destination, dec(amount), None, None)
+        .await
+        .expect("the transfer succeeds")
+        .value
 }
 
 /// The account's current balance.

@@ -42,5 +42,5 @@ pub use cluster::Cluster;
 pub use database::{admin_url, connect, TestDatabase};
 pub use ledger::{
     assert_invariants, balance, close_in_progress, dec, eur, open, open_in, schema_shape, snapshot,
-    usd, Snapshot,
+    transfer, usd, Snapshot,
 };

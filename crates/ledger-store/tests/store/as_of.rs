@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ledger_domain::AccountId;
 use ledger_store::Ledger;
 
-use ledger_testkit::{assert_invariants, balance, dec, open, TestDatabase};
+use ledger_testkit::{assert_invariants, balance, dec, open, transfer, TestDatabase};
 
 async fn db_now(ledger: &Ledger, account: AccountId) -> DateTime<Utc> {
     ledger.balance(account).await.expect("balance").at
@@ -76,10 +76,7 @@ async fn a_final_answer_never_changes() {
     let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "100.00").await;
     let other = open(&ledger, "0").await;
-    ledger
-        .transfer(account, other, dec("10.00"), None, None)
-        .await
-        .expect("transfer");
+    transfer(&ledger, account, other, "10.00").await;
     let asked_at = db_now(&ledger, account).await;
 
     wait_until_final(&ledger, asked_at).await;
@@ -89,14 +86,8 @@ async fn a_final_answer_never_changes() {
 
     // Later activity on both sides of the account.
     for _ in 0..5 {
-        ledger
-            .transfer(account, other, dec("1.00"), None, None)
-            .await
-            .expect("transfer");
-        ledger
-            .transfer(other, account, dec("0.50"), None, None)
-            .await
-            .expect("transfer back");
+        transfer(&ledger, account, other, "1.00").await;
+        transfer(&ledger, other, account, "0.50").await;
     }
     wait_until_final(&ledger, db_now(&ledger, account).await).await;
 

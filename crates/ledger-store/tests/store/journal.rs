@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ledger_store::Ledger;
 
-use ledger_testkit::{dec, open, TestDatabase};
+use ledger_testkit::{dec, open, transfer, TestDatabase};
 
 async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
     let now = ledger
@@ -28,10 +28,7 @@ async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     for _ in 0..5 {
-        ledger
-            .transfer(a, b, dec("1.00"), None, None)
-            .await
-            .expect("transfer");
+        transfer(&ledger, a, b, "1.00").await;
     }
 
     let report = ledger.verify().await.expect("verify");
@@ -48,13 +45,7 @@ async fn verify_names_the_row_a_superuser_tampered_with() {
     let b = open(&ledger, "0").await;
     let mut transfers = Vec::new();
     for _ in 0..4 {
-        transfers.push(
-            ledger
-                .transfer(a, b, dec("1.00"), None, None)
-                .await
-                .expect("transfer")
-                .value,
-        );
+        transfers.push(transfer(&ledger, a, b, "1.00").await);
     }
     let target = &transfers[2];
 
@@ -86,11 +77,7 @@ async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
     let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
-    let transfer = ledger
-        .transfer(a, b, dec("4.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
+    let transfer = transfer(&ledger, a, b, "4.00").await;
     let client = database.connect().await.expect("connect");
     client
         .batch_execute(&format!(
@@ -119,19 +106,9 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let c = open(&ledger, "3.00").await;
-    let proven = ledger
-        .transfer(a, b, dec("2.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
-    ledger
-        .transfer(a, c, dec("1.00"), None, None)
-        .await
-        .expect("later transfer");
-    ledger
-        .transfer(c, b, dec("1.00"), None, None)
-        .await
-        .expect("another chain");
+    let proven = transfer(&ledger, a, b, "2.00").await;
+    transfer(&ledger, a, c, "1.00").await;
+    transfer(&ledger, c, b, "1.00").await;
 
     let at = final_now(&ledger).await;
     let stored = ledger.digest(Some(at)).await.expect("digest");
@@ -145,10 +122,7 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
     );
 
     // More activity later does not change the digest as of `at`.
-    ledger
-        .transfer(b, a, dec("1.00"), None, None)
-        .await
-        .expect("transfer");
+    transfer(&ledger, b, a, "1.00").await;
     final_now(&ledger).await;
     assert_eq!(ledger.digest(Some(at)).await.expect("digest"), stored);
     assert_ne!(ledger.digest(None).await.expect("digest").root, stored.root);
@@ -203,11 +177,7 @@ async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
     });
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
-    let proven = ledger
-        .transfer(a, b, dec("1.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
+    let proven = transfer(&ledger, a, b, "1.00").await;
     let at = final_now(&ledger).await;
 
     let proofs = (0..32).map(|_| {

@@ -3,7 +3,7 @@
 use ledger_domain::{Currency, DomainError};
 use ledger_store::StoreError;
 
-use ledger_testkit::{assert_invariants, balance, dec, open, open_in, TestDatabase};
+use ledger_testkit::{assert_invariants, balance, dec, open, open_in, transfer, TestDatabase};
 
 #[tokio::test]
 async fn ten_transfers_of_a_tenth_move_exactly_one() {
@@ -12,10 +12,7 @@ async fn ten_transfers_of_a_tenth_move_exactly_one() {
     let destination = open(&ledger, "0").await;
 
     for _ in 0..10 {
-        ledger
-            .transfer(source, destination, dec("0.1"), None, None)
-            .await
-            .expect("transfer");
+        transfer(&ledger, source, destination, "0.1").await;
     }
 
     assert_eq!(balance(&ledger, destination).await, dec("1.00"));

@@ -201,6 +201,33 @@ pub async fn open_accounts(
     ids
 }
 
+/// The items of listing pages, each mapped to the string at `pointer`
+/// (e.g. `/id`), in order.
+pub fn item_ids(pages: &[Value], pointer: &str) -> Vec<String> {
+    pages
+        .iter()
+        .flat_map(|page| page["items"].as_array().expect("items"))
+        .map(|item| {
+            item.pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("no {pointer} in {item}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Panics unless a listing page is not empty and stops near the store's
+/// byte budget (past it by one row at most).
+pub fn assert_page_within_budget(page: &Value) {
+    let bytes = serde_json::to_vec(page).expect("JSON").len();
+    assert!(
+        bytes <= ledger_store::PAGE_BYTE_BUDGET as usize + 20_000,
+        "a page of {bytes} bytes is past the budget by more than one row"
+    );
+    let items = page["items"].as_array().expect("items");
+    assert!(!items.is_empty(), "a page is never empty");
+}
+
 /// A JSON body, shortened for messages.
 pub fn short(value: &Value) -> String {
     let text = value.to_string();
@@ -248,6 +275,19 @@ impl ApiResponse {
         assert_eq!(
             self.status, status,
             "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    /// Panics unless this is the problem `code` with `status`; the message
+    /// says `why` the case must be refused (for table-driven tests).
+    #[track_caller]
+    pub fn expect_refusal(&self, status: u16, code: &str, why: &str) -> &Self {
+        assert_eq!(
+            (self.status, self.body["code"].as_str()),
+            (status, Some(code)),
+            "{why}: {}",
             self.body
         );
         self
@@ -330,6 +370,53 @@ impl TestApp {
     /// `POST path` with a JSON body, checked.
     pub async fn post(&self, path: &str, body: &Value) -> ApiResponse {
         self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// Posts each `(body, why)` to `path` and panics unless every one is
+    /// refused as the problem `code` with `status`.
+    pub async fn expect_posts_refused<'a>(
+        &self,
+        path: &str,
+        status: u16,
+        code: &str,
+        cases: impl IntoIterator<Item = (Value, &'a str)>,
+    ) {
+        for (body, why) in cases {
+            self.post(path, &body)
+                .await
+                .expect_refusal(status, code, why);
+        }
+    }
+
+    /// Gets each `(path, why)` and panics unless every one is refused as
+    /// the problem `code` with `status`.
+    pub async fn expect_gets_refused<'a>(
+        &self,
+        status: u16,
+        code: &str,
+        cases: impl IntoIterator<Item = (String, &'a str)>,
+    ) {
+        for (path, why) in cases {
+            self.get(&path).await.expect_refusal(status, code, why);
+        }
+    }
+
+    /// Every page of a listing: `GET path` (which carries a query already),
+    /// then each `next_cursor` until there is none. Each page is checked and
+    /// must be a 200.
+    pub async fn pages(&self, path: &str) -> Vec<Value> {
+        let mut pages = Vec::new();
+        let mut next = path.to_owned();
+        loop {
+            let page = self.get(&next).await;
+            page.expect_status(200);
+            let cursor = page.body["next_cursor"].as_str().map(str::to_owned);
+            pages.push(page.body);
+            match cursor {
+                Some(cursor) => next = format!("{path}&cursor={cursor}"),
+                None => return pages,
+            }
+        }
     }
 
     /// `DELETE path`, checked.
