@@ -5,6 +5,16 @@ use ledger_store::{NewAccount, StoreError};
 
 use ledger_testkit::{dec, open, open_in, usd, TestDatabase};
 
+/// A request to open a USD account.
+fn usd_account(id: Option<AccountId>, initial_balance: Option<&str>) -> NewAccount {
+    NewAccount {
+        id,
+        currency: usd(),
+        initial_balance: initial_balance.map(dec),
+        metadata: None,
+    }
+}
+
 fn domain(result: Result<impl std::fmt::Debug, StoreError>) -> DomainError {
     match result {
         Err(StoreError::Domain(error)) => error,
@@ -98,15 +108,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     assert_eq!(
         domain(
             ledger
-                .open_account(
-                    NewAccount {
-                        id: Some(rich),
-                        currency: usd(),
-                        initial_balance: None,
-                        metadata: None
-                    },
-                    None
-                )
+                .open_account(usd_account(Some(rich), None), None)
                 .await
         ),
         DomainError::AccountExists(rich)
@@ -114,15 +116,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     assert_eq!(
         domain(
             ledger
-                .open_account(
-                    NewAccount {
-                        id: None,
-                        currency: usd(),
-                        initial_balance: Some(dec("-1")),
-                        metadata: None
-                    },
-                    None
-                )
+                .open_account(usd_account(None, Some("-1")), None)
                 .await
         ),
         DomainError::NegativeInitialBalance
@@ -130,15 +124,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     assert!(matches!(
         domain(
             ledger
-                .open_account(
-                    NewAccount {
-                        id: None,
-                        currency: usd(),
-                        initial_balance: Some(dec("0.005")),
-                        metadata: None
-                    },
-                    None
-                )
+                .open_account(usd_account(None, Some("0.005")), None)
                 .await
         ),
         DomainError::BadScale { .. }
