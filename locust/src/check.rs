@@ -1,15 +1,24 @@
-//! The ledger check after a run, read directly from PostgreSQL: balances sum
-//! to zero per currency, no customer balance is negative, every derived
-//! balance equals the plain sum of the log, and the log grew by exactly the
-//! rows the run saw created.
+//! The ledger check after a run: the store's one invariant check
+//! (`ledger_store::Ledger::verify`, the same `ledger verify` runs: balances
+//! sum to zero per currency, no customer balance is negative, every derived
+//! balance equals the plain sum of the log, chains, hashes, closed accounts,
+//! idempotency keys), plus the run's own condition: the log grew by exactly
+//! the rows the run saw created. No SQL here: the store owns every statement.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::Context;
+use ledger_store::{Ledger, StoreConfig, VerifyReport};
 use serde::Serialize;
-use tokio_postgres::{Client, NoTls};
 
-/// A connection to the ledger's database.
-pub struct Ledger {
-    client: Client,
+/// The check reads the whole log in one statement: far longer than a
+/// request may take.
+const CHECK_STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The ledger a run is checked against.
+pub struct LedgerCheck {
+    ledger: Ledger,
 }
 
 /// What the check found.
@@ -18,14 +27,16 @@ pub struct Report {
     /// Per currency: the sum of every balance, system account included.
     pub sums: Vec<CurrencySum>,
     /// Customer accounts whose balance is below zero.
-    pub negative_balances: i64,
+    pub negative_balances: u64,
     /// Accounts whose balance (from checkpoints and running totals) differs
     /// from the sum of their rows in the log.
-    pub balances_not_matching_log: i64,
+    pub balances_not_matching_log: u64,
+    /// Every broken rule of `ledger verify`, with how often it broke.
+    pub violations: BTreeMap<String, u64>,
     /// Rows in ledger.transfers before the run (None: not counted).
-    pub rows_before: Option<i64>,
+    pub rows_before: Option<u64>,
     /// Rows after.
-    pub rows_after: i64,
+    pub rows_after: u64,
     /// Rows the run saw created (201s of writes, funded opens).
     pub rows_expected: Option<u64>,
     /// Every condition held.
@@ -40,93 +51,60 @@ pub struct CurrencySum {
     /// ISO 4217 code.
     pub currency: String,
     /// Accounts in it.
-    pub accounts: i64,
-    /// Sum of their balances, as PostgreSQL prints it.
+    pub accounts: u64,
+    /// Sum of their balances.
     pub sum: String,
     /// Whether that is zero.
     pub zero: bool,
 }
 
-impl Ledger {
-    /// Connects; the connection's task runs on the current runtime.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
-            .await
-            .context("Failed to connect to the ledger's database for the check")?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                eprintln!("ledger-load: database connection for the check failed: {err}");
-            }
-        });
-        client
-            .batch_execute("set statement_timeout = '120s'")
-            .await
-            .context("Failed to set a statement timeout for the check")?;
-        Ok(Self { client })
+impl LedgerCheck {
+    /// A store on the ledger's database; connections open when first used.
+    pub fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut config = StoreConfig::new(url);
+        config.pool_size = 2;
+        config.statement_timeout = CHECK_STATEMENT_TIMEOUT;
+        let ledger = Ledger::connect(config)
+            .context("Failed to set up a connection to the ledger's database for the check")?;
+        Ok(Self { ledger })
     }
 
     /// Rows in the transfer log.
-    pub async fn transfer_rows(&self) -> anyhow::Result<i64> {
-        let row = self
-            .client
-            .query_one("select count(*) from ledger.transfers", &[])
+    pub async fn transfer_rows(&self) -> anyhow::Result<u64> {
+        self.ledger
+            .transfer_rows()
             .await
-            .context("Failed to count ledger.transfers")?;
-        Ok(row.get(0))
+            .context("Failed to count ledger.transfers")
     }
 
     /// Runs every check. `rows` is (rows before, rows the run created), when
     /// the run counted them.
-    pub async fn check(&self, rows: Option<(i64, u64)>) -> anyhow::Result<Report> {
-        let sums = self
-            .client
-            .query(
-                "select currency_code, count(*), sum(balance)::text, sum(balance) = 0 \
-                   from ledger.account_balances \
-                  group by currency_code \
-                  order by currency_code",
-                &[],
-            )
+    pub async fn check(&self, rows: Option<(u64, u64)>) -> anyhow::Result<Report> {
+        let report = self
+            .ledger
+            .verify()
             .await
-            .context("Failed to sum balances per currency")?
+            .context("Failed to verify the ledger")?;
+        Ok(Report::new(&report, rows))
+    }
+}
+
+impl Report {
+    /// The run's verdict from the store's report and the row counts.
+    fn new(report: &VerifyReport, rows: Option<(u64, u64)>) -> Self {
+        let sums: Vec<CurrencySum> = report
+            .currencies
             .iter()
-            .map(|row| CurrencySum {
-                currency: row.get(0),
-                accounts: row.get(1),
-                sum: row.get(2),
-                zero: row.get(3),
+            .map(|total| CurrencySum {
+                currency: total.currency.clone(),
+                accounts: total.accounts,
+                sum: total.sum.to_string(),
+                zero: total.sum.is_zero(),
             })
-            .collect::<Vec<_>>();
-        let negative_balances: i64 = self
-            .client
-            .query_one(
-                "select count(*) from ledger.account_balances where not is_system and balance < 0",
-                &[],
-            )
-            .await
-            .context("Failed to look for negative balances")?
-            .get(0);
-        // The balance functions read checkpoints and running totals; this
-        // recomputes every balance from the raw rows, in the same snapshot.
-        let balances_not_matching_log: i64 = self
-            .client
-            .query_one(
-                "with movements as ( \
-                     select destination_account_id as account_id, amount from ledger.transfers \
-                     union all \
-                     select source_account_id, -amount from ledger.transfers), \
-                 from_log as ( \
-                     select account_id, sum(amount) as balance from movements group by account_id) \
-                 select count(*) \
-                   from ledger.account_balances b \
-                   left join from_log l using (account_id) \
-                  where b.balance <> coalesce(l.balance, 0)",
-                &[],
-            )
-            .await
-            .context("Failed to compare balances with the log")?
-            .get(0);
-        let rows_after = self.transfer_rows().await?;
+            .collect();
+        let negative_balances = report.count("negative_balance");
+        let balances_not_matching_log = report.count("derived_balance_mismatch");
+        let rows_after = report.rows_checked;
 
         let mut failures = Vec::new();
         for sum in sums.iter().filter(|sum| !sum.zero) {
@@ -145,33 +123,46 @@ impl Ledger {
                 "{balances_not_matching_log} balances differ from the sum of their rows in the log"
             ));
         }
+        let told = [
+            "conservation",
+            "negative_balance",
+            "derived_balance_mismatch",
+        ];
+        for (rule, count) in &report.counts {
+            if !told.contains(rule) {
+                failures.push(format!("ledger verify: {count} × {rule}"));
+            }
+        }
         if let Some((before, expected)) = rows {
-            let grown = rows_after - before;
-            if u64::try_from(grown).ok() != Some(expected) {
+            let grown = rows_after.checked_sub(before);
+            if grown != Some(expected) {
                 failures.push(format!(
-                    "ledger.transfers grew by {grown} rows ({before} → {rows_after}), \
+                    "ledger.transfers grew from {before} to {rows_after} rows, \
                      but the run saw {expected} created"
                 ));
             }
         }
-        Ok(Report {
+        Self {
             sums,
             negative_balances,
             balances_not_matching_log,
+            violations: report
+                .counts
+                .iter()
+                .map(|(rule, count)| ((*rule).to_owned(), *count))
+                .collect(),
             rows_before: rows.map(|(before, _)| before),
             rows_after,
             rows_expected: rows.map(|(_, expected)| expected),
             passed: failures.is_empty(),
             failures,
-        })
+        }
     }
-}
 
-impl Report {
     /// Prints the report and its PASS/FAIL line.
     pub fn print(&self) {
         println!();
-        println!("=== ledger check (PostgreSQL) ===");
+        println!("=== ledger check (ledger verify) ===");
         for sum in &self.sums {
             println!(
                 "  {}: {} accounts, balances sum to {}",
@@ -183,11 +174,13 @@ impl Report {
             "  balances differing from the log: {}",
             self.balances_not_matching_log
         );
+        let broken: u64 = self.violations.values().sum();
+        println!("  violations of any rule: {broken}");
         match (self.rows_before, self.rows_expected) {
             (Some(before), Some(expected)) => println!(
                 "  ledger.transfers: {before} → {} rows (+{}), run saw {expected} created",
                 self.rows_after,
-                self.rows_after - before
+                self.rows_after.saturating_sub(before)
             ),
             _ => println!("  ledger.transfers: {} rows", self.rows_after),
         }

@@ -63,7 +63,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
     let scenario = args.scenario;
     let ledger = match (&args.database_url, args.no_check) {
         (_, true) => None,
-        (Some(url), false) => Some(check::Ledger::connect(url).await?),
+        (Some(url), false) => Some(check::LedgerCheck::connect(url)?),
         (None, false) => anyhow::bail!(
             "--database-url is required for the ledger check after the run (or --no-check)"
         ),
@@ -303,7 +303,7 @@ async fn open_pool(args: cli::OpenPoolArgs) -> anyhow::Result<bool> {
 
 /// `check`: the invariants alone (no row count).
 async fn check_only(args: cli::CheckArgs) -> anyhow::Result<bool> {
-    let ledger = check::Ledger::connect(&args.database_url).await?;
+    let ledger = check::LedgerCheck::connect(&args.database_url)?;
     let report = ledger.check(None).await?;
     report.print();
     Ok(report.passed)

@@ -1,7 +1,7 @@
 //! POST /accounts, GET /accounts, GET /accounts/{id}, DELETE /accounts/{id}.
 
-use ledger_api_tests::{spawn_app, spawn_app_with};
 use ledger_domain::Currency;
+use ledger_testkit::service::{assert_page_within_budget, item_ids, spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -115,15 +115,8 @@ async fn account_openings_that_break_a_rule_are_refused_with_the_reason() {
             "a number of 20000 digits once written out",
         ),
     ];
-    for (body, why) in cases {
-        let response = app.post("/accounts", &body).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (422, "validation_failed"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    app.expect_posts_refused("/accounts", 422, "validation_failed", cases)
+        .await;
 }
 
 #[tokio::test]
@@ -147,15 +140,8 @@ async fn malformed_account_openings_are_bad_requests() {
         (json!({ "owner": "alice" }), "unknown field"),
         (json!([]), "the body is an object"),
     ];
-    for (body, why) in cases {
-        let response = app.post("/accounts", &body).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    app.expect_posts_refused("/accounts", 400, "invalid_request", cases)
+        .await;
 }
 
 #[tokio::test]
@@ -219,29 +205,12 @@ async fn accounts_are_listed_page_by_page_in_creation_order() {
         opened.push(app.funded_account("0").await);
     }
 
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/accounts?limit=2&cursor={cursor}"),
-            None => "/accounts?limit=2".to_owned(),
-        };
-        let page = app.get(&path).await;
-        page.expect_status(200);
-        pages += 1;
-        let items = page.body["items"].as_array().expect("items");
-        assert!(items.len() <= 2);
-        seen.extend(
-            items
-                .iter()
-                .map(|a| a["id"].as_str().expect("id").to_owned()),
-        );
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
+    let pages = app.pages("/accounts?limit=2").await;
+    for page in &pages {
+        assert!(page["items"].as_array().expect("items").len() <= 2);
     }
+    let seen = item_ids(&pages, "/id");
+    let pages = pages.len();
 
     assert_eq!(seen, opened);
     assert_eq!(pages, 3);
@@ -271,15 +240,12 @@ async fn bad_list_parameters_are_bad_requests() {
         ),
         ("/accounts?page=2", "an unknown parameter"),
     ];
-    for (path, why) in cases {
-        let response = app.get(path).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    app.expect_gets_refused(
+        400,
+        "invalid_request",
+        cases.map(|(path, why)| (path.to_owned(), why)),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -359,34 +325,10 @@ async fn a_page_of_accounts_stops_near_one_mebibyte_and_the_rest_follows() {
         opened.push(account["id"].as_str().expect("id").to_owned());
     }
 
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/accounts?limit=1000&cursor={cursor}"),
-            None => "/accounts?limit=1000".to_owned(),
-        };
-        let page = app.get(&path).await;
-        page.expect_status(200);
-        pages += 1;
-        let bytes = serde_json::to_vec(&page.body).expect("JSON").len();
-        assert!(
-            bytes <= ledger_store::PAGE_BYTE_BUDGET as usize + 20_000,
-            "a page of {bytes} bytes is past the budget by more than one row"
-        );
-        let items = page.body["items"].as_array().expect("items");
-        assert!(!items.is_empty(), "a page is never empty");
-        seen.extend(
-            items
-                .iter()
-                .map(|a| a["id"].as_str().expect("id").to_owned()),
-        );
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let pages = app.pages("/accounts?limit=1000").await;
+    pages.iter().for_each(assert_page_within_budget);
+    let seen = item_ids(&pages, "/id");
+    let pages = pages.len();
 
     assert_eq!(seen, opened, "every account once, in order");
     assert_eq!(pages, 2, "80 accounts of 16 kB are two pages");
@@ -409,15 +351,8 @@ async fn account_list_cursors_are_tamper_evident() {
             "a forged MAC",
         ),
     ];
-    for (cursor, why) in cases {
-        let response = app.get(&format!("/accounts?cursor={cursor}")).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    let cases = cases.map(|(cursor, why)| (format!("/accounts?cursor={cursor}"), why));
+    app.expect_gets_refused(400, "invalid_request", cases).await;
     app.get(&format!("/accounts?cursor={issued}"))
         .await
         .expect_status(200);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ledger_api_tests::{spawn_app, TestApp};
+use ledger_testkit::service::{assert_page_within_budget, item_ids, spawn_app, TestApp};
 use serde_json::{json, Value};
 
 fn timestamp(value: &Value) -> DateTime<Utc> {
@@ -92,17 +92,8 @@ async fn a_balance_time_that_is_not_rfc3339_is_a_bad_request() {
         ("2025-01-01", "a date without a time"),
         ("2025-13-01T00:00:00Z", "month 13"),
     ];
-    for (at, why) in cases {
-        let response = app
-            .get(&format!("/accounts/{account}/balance?at={at}"))
-            .await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    let cases = cases.map(|(at, why)| (format!("/accounts/{account}/balance?at={at}"), why));
+    app.expect_gets_refused(400, "invalid_request", cases).await;
 }
 
 #[tokio::test]
@@ -227,17 +218,8 @@ async fn bad_history_parameters_are_bad_requests() {
         ("to=2025-01-01", "a date without a time"),
         ("order=asc", "an unknown parameter"),
     ];
-    for (query, why) in cases {
-        let response = app
-            .get(&format!("/accounts/{account}/transfers?{query}"))
-            .await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    let cases = cases.map(|(query, why)| (format!("/accounts/{account}/transfers?{query}"), why));
+    app.expect_gets_refused(400, "invalid_request", cases).await;
 }
 
 #[tokio::test]
@@ -313,34 +295,12 @@ async fn a_history_page_stops_near_one_mebibyte_and_the_rest_follows() {
         deposited.push(response.str("id").to_owned());
     }
 
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/accounts/{account}/transfers?limit=1000&cursor={cursor}"),
-            None => format!("/accounts/{account}/transfers?limit=1000"),
-        };
-        let page = app.get(&path).await;
-        page.expect_status(200);
-        pages += 1;
-        let bytes = serde_json::to_vec(&page.body).expect("JSON").len();
-        assert!(
-            bytes <= ledger_store::PAGE_BYTE_BUDGET as usize + 20_000,
-            "a page of {bytes} bytes is past the budget by more than one row"
-        );
-        let items = page.body["items"].as_array().expect("items");
-        assert!(!items.is_empty(), "a page is never empty");
-        seen.extend(
-            items
-                .iter()
-                .map(|e| e["transfer"]["id"].as_str().expect("id").to_owned()),
-        );
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let pages = app
+        .pages(&format!("/accounts/{account}/transfers?limit=1000"))
+        .await;
+    pages.iter().for_each(assert_page_within_budget);
+    let seen = item_ids(&pages, "/transfer/id");
+    let pages = pages.len();
 
     deposited.reverse();
     assert_eq!(seen, deposited, "newest first, each once");

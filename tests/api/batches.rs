@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::join_all;
-use ledger_api_tests::{spawn_app, TestApp};
 use ledger_domain::Decimal;
+use ledger_testkit::service::{spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 

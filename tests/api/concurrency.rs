@@ -1,8 +1,8 @@
 //! Many clients paying from one account at once.
 
 use futures::future::join_all;
-use ledger_api_tests::spawn_app;
 use ledger_domain::Decimal;
+use ledger_testkit::service::spawn_app;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The Idempotency-Key header on writes.
 
-use ledger_api_tests::spawn_app;
+use ledger_testkit::service::spawn_app;
 use reqwest::Method;
 use serde_json::json;
 
@@ -239,12 +239,7 @@ async fn malformed_idempotency_keys_are_bad_requests() {
                     .json(&json!({ "amount": "1" })),
             )
             .await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
+        response.expect_refusal(400, "invalid_request", why);
     }
     assert_eq!(app.balance(&account).await, "0.00");
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ledger_api_tests::{spawn_app, TestApp};
+use ledger_testkit::service::{spawn_app, TestApp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

@@ -1,7 +1,7 @@
 //! Black-box tests of the HTTP API: each test starts the real server on a
 //! free port against its own fresh database and talks HTTP to it. Every
 //! response is checked against the served OpenAPI document (see
-//! `ledger_api_tests::TestApp::send`).
+//! `ledger_testkit::service::TestApp::send`).
 
 mod accounts;
 mod balances;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ledger_api_tests::spawn_app;
+use ledger_testkit::service::spawn_app;
 use serde_json::Value;
 
 fn snapshot_path() -> PathBuf {

@@ -1,6 +1,6 @@
 //! GET /health and GET /ready, and what happens without a database.
 
-use ledger_api_tests::{spawn_app, spawn_app_without_database};
+use ledger_testkit::service::{spawn_app, spawn_app_without_database};
 use serde_json::json;
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! What every request shares: problem+json errors, request ids, routing
 //! errors, body limits, content types and CORS.
 
-use ledger_api_tests::{spawn_app, spawn_app_with};
+use ledger_testkit::service::{spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::json;
 
@@ -145,12 +145,7 @@ async fn a_body_that_is_not_json_is_an_unsupported_media_type() {
             request = request.header("content-type", content_type);
         }
         let response = app.send(request).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (415, "unsupported_media_type"),
-            "{why}: {}",
-            response.body
-        );
+        response.expect_refusal(415, "unsupported_media_type", why);
     }
 }
 
@@ -171,12 +166,7 @@ async fn malformed_json_is_a_bad_request() {
                     .body(body),
             )
             .await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
+        response.expect_refusal(400, "invalid_request", why);
     }
 }
 
@@ -307,12 +297,7 @@ async fn a_content_encoding_other_than_identity_is_an_unsupported_media_type() {
                     .body("{}"),
             )
             .await;
-        assert_eq!(
-            (response.status, response.code()),
-            (415, "unsupported_media_type"),
-            "{why}: {}",
-            response.body
-        );
+        response.expect_refusal(415, "unsupported_media_type", why);
         assert_eq!(
             response.header("accept-encoding"),
             Some("identity"),

@@ -1,7 +1,7 @@
 //! POST /transfers, GET /transfers/{id}, deposits and withdrawals.
 
-use ledger_api_tests::{spawn_app, spawn_app_with};
 use ledger_domain::Decimal;
+use ledger_testkit::service::{spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
 const USD_SYSTEM: &str = "00000000-0000-0000-0000-000000000840";
@@ -169,15 +169,8 @@ async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
             "metadata must be an object",
         ),
     ];
-    for (body, why) in cases {
-        let response = app.post("/transfers", &body).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (422, "validation_failed"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    app.expect_posts_refused("/transfers", 422, "validation_failed", cases)
+        .await;
     assert_eq!(app.balance(&source).await, "100.00", "nothing moved");
 }
 
@@ -216,15 +209,8 @@ async fn malformed_transfers_are_bad_requests() {
             "an unknown field",
         ),
     ];
-    for (body, why) in cases {
-        let response = app.post("/transfers", &body).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (400, "invalid_request"),
-            "{why}: {}",
-            response.body
-        );
-    }
+    app.expect_posts_refused("/transfers", 400, "invalid_request", cases)
+        .await;
 }
 
 #[tokio::test]

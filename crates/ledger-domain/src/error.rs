@@ -3,9 +3,17 @@ use rust_decimal::Decimal;
 use crate::{AccountId, Currency, TransferId};
 
 /// Every way a ledger operation can be refused for a reason the client can
-/// act on. Each variant has exactly one database counterpart (a named
-/// constraint or SQLSTATE, see `ledger-store`), so that the rule holds even
-/// when a bug lets a request past the Rust check.
+/// act on.
+///
+/// The rules of a write are paired: `AccountNotFound`, `AccountClosed`,
+/// `AccountClosing`, `CurrencyMismatch`, `BadScale`, `NonPositiveAmount`,
+/// `AmountTooLarge`, `SameAccount`, `InsufficientFunds`, `AccountExists` and
+/// `UnknownCurrency` each have a named database counterpart (a constraint or
+/// trigger refusal that `ledger_store::Constraint` maps back to the variant),
+/// so that the rule holds even when a bug lets a request past the Rust
+/// check. The other variants have none: they are about the request itself,
+/// a read, or a decision the store makes from what it read. The table is in
+/// docs/design.md, "Paired rules".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     /// No account has this id.

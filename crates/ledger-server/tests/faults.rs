@@ -1,8 +1,9 @@
 //! Fault suite: the service under load while its process is killed, while
 //! its database disappears, and while its pool is exhausted behind a held
-//! lock. Each test drives the real `ledger` binary over loopback HTTP and
-//! judges the result from the database with plain SQL (see
-//! `support::ledger_state`).
+//! lock. Each test drives the real `ledger` binary over loopback HTTP (the
+//! process side of `ledger_testkit::service`) and judges the result from the
+//! database: with plain SQL against what the clients were told, and with the
+//! ledger's one invariant check (`Ledger::verify`).
 //!
 //! The tests are bounded (requests, time) and stop by themselves. They run
 //! one at a time, because two of them measure latencies. `scripts/faults.sh`
@@ -10,27 +11,28 @@
 //! `FAULTS_SEED=<n>` replays the random choices (kill moments, amounts) of
 //! an earlier run; the seed is printed.
 
-mod support;
+#[path = "faults/load.rs"]
+mod load;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use ledger_domain::Decimal;
-use ledger_testkit::TestDatabase;
+use ledger_testkit::service::{http_client, open_accounts, short, LedgerProcess};
+use ledger_testkit::{assert_invariants, Cluster, TestDatabase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use tokio_postgres::Client;
 use uuid::Uuid;
 
-use support::cluster::{create_database, Cluster};
-use support::ledger_state;
-use support::load::{AttemptResult, Load, LoadConfig, LoadReport, Outcome, Target};
-use support::process::LedgerProcess;
-use support::{http_client, open_accounts, short};
+use load::{AttemptResult, Load, LoadConfig, LoadReport, Outcome, Target};
+
+/// The binary under test.
+const LEDGER: &str = env!("CARGO_BIN_EXE_ledger");
 
 /// The fault tests measure latencies and load the machine: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -58,7 +60,7 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
 
     // Arrange: 16 funded accounts, 32 writers retrying with their keys.
     let db = TestDatabase::create().await.expect("a test database");
-    let mut server = LedgerProcess::start(db.url(), &[]);
+    let mut server = LedgerProcess::start(LEDGER, db.url(), &[]);
     let http = http_client(Duration::from_secs(10));
     let accounts = open_accounts(&http, server.address(), 16, INITIAL_BALANCE).await;
     let target = Target::new(server.address());
@@ -91,7 +93,7 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..1_500))).await;
         server.kill9();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await;
-        server = LedgerProcess::start(db.url(), &[]);
+        server = LedgerProcess::start(LEDGER, db.url(), &[]);
         target.set(server.address());
     }
     assert!(
@@ -105,17 +107,7 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
     // the service answer wrongly), every acknowledged transfer is there, none
     // applied twice, and the ledger is sound.
     assert_no_server_errors(&report, &server);
-    let client = db.connect().await.expect("a plain connection");
-    let verdict = judge(
-        &client,
-        db.url(),
-        &http,
-        server.address(),
-        "crash",
-        &accounts,
-        &report,
-    )
-    .await;
+    let verdict = judge(&db, &http, server.address(), "crash", &accounts, &report).await;
     println!(
         "crash: seed {seed}, {:.1} s, requests sent {}, kills {kills}, logical transfers {}, \
          transfers acknowledged {} ({} as replays), rejected {} (insufficient funds), \
@@ -160,17 +152,21 @@ async fn losing_the_database_mid_load_gets_503_with_retry_after_and_the_service_
     let started = Instant::now();
 
     // Arrange: a cluster of the test's own, a database on it, the service.
+    let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faults-pgdata");
     let cluster = Arc::new(
-        tokio::task::spawn_blocking(Cluster::start)
+        tokio::task::spawn_blocking(|| Cluster::start(data_dir))
             .await
             .expect("the cluster task")
             .expect("a dedicated PostgreSQL cluster"),
     );
-    let db = ClusterDatabase::create(&cluster).await;
+    let db = TestDatabase::create_on(cluster.admin_url())
+        .await
+        .expect("a database on the dedicated cluster");
     let acquire_ms = DB_LOSS_ACQUIRE_TIMEOUT_MS.to_string();
     let statement_ms = DB_LOSS_STATEMENT_TIMEOUT_MS.to_string();
     let server = LedgerProcess::start(
-        &db.url,
+        LEDGER,
+        db.url(),
         &[
             ("LEDGER_POOL_SIZE", "16"),
             ("LEDGER_ACQUIRE_TIMEOUT_MS", &acquire_ms),
@@ -275,19 +271,7 @@ async fn losing_the_database_mid_load_gets_503_with_retry_after_and_the_service_
     );
 
     // Nothing acknowledged was lost, nothing applied twice, the ledger sound.
-    let client = ledger_testkit::connect(&db.url)
-        .await
-        .expect("a connection");
-    let verdict = judge(
-        &client,
-        &db.url,
-        &http,
-        server.address(),
-        "dbloss",
-        &accounts,
-        &report,
-    )
-    .await;
+    let verdict = judge(&db, &http, server.address(), "dbloss", &accounts, &report).await;
     println!(
         "database loss: seed {seed}, {:.1} s, requests sent {}, faults injected 1 (PostgreSQL \
          stopped for {:.1} s, stop took {:.1} s), answered while down {} (all 503 unavailable \
@@ -357,48 +341,6 @@ async fn wait_until_ready(http: &reqwest::Client, address: &str, within: Duratio
     }
 }
 
-/// A database on the test's own cluster, dropped at the end of the test.
-struct ClusterDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ClusterDatabase {
-    async fn create(cluster: &Cluster) -> Self {
-        let name = format!("ledger_faults_{}", Uuid::new_v4().simple());
-        create_database(cluster.admin_url(), &name)
-            .await
-            .expect("a database on the dedicated cluster");
-        Self {
-            admin_url: cluster.admin_url().to_owned(),
-            url: cluster.database_url(&name),
-            name,
-        }
-    }
-}
-
-impl Drop for ClusterDatabase {
-    fn drop(&mut self) {
-        // As TestDatabase does: from a thread of its own, also on panic.
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let admin = ledger_testkit::connect(&admin_url).await?;
-                admin
-                    .batch_execute(&format!("drop database if exists {name} with (force)"))
-                    .await?;
-                anyhow::Ok(())
-            })
-        })
-        .join();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Exhaust the pool / slow database
 // ---------------------------------------------------------------------------
@@ -424,6 +366,7 @@ async fn a_locked_table_behind_an_exhausted_pool_gets_503_within_the_timeouts_an
     let acquire_ms = POOL_ACQUIRE_TIMEOUT_MS.to_string();
     let statement_ms = POOL_STATEMENT_TIMEOUT_MS.to_string();
     let server = LedgerProcess::start(
+        LEDGER,
         db.url(),
         &[
             ("LEDGER_POOL_SIZE", POOL_SIZE),
@@ -512,9 +455,7 @@ async fn a_locked_table_behind_an_exhausted_pool_gets_503_within_the_timeouts_an
         rss_after <= rss_before + RSS_GROWTH_LIMIT_KIB,
         "RSS grew from {rss_before} KiB to {rss_after} KiB over {ROUNDS} rounds"
     );
-    let client = db.connect().await.expect("a plain connection");
-    let violations = ledger_state::violations(&client, db.url()).await;
-    assert!(violations.is_empty(), "{violations:#?}");
+    let violations = assert_invariants(&db.ledger()).await.violations;
     println!(
         "pool exhaustion: {:.1} s, pool {POOL_SIZE}, acquire timeout {POOL_ACQUIRE_TIMEOUT_MS} \
          ms, statement timeout {POOL_STATEMENT_TIMEOUT_MS} ms; oversubscribed burst of {BURST}: \
@@ -630,8 +571,7 @@ struct Verdict {
 ///    transfers in, minus those out;
 /// 5. every invariant holds and `Ledger::verify` finds nothing.
 async fn judge(
-    client: &Client,
-    database_url: &str,
+    db: &TestDatabase,
     http: &reqwest::Client,
     address: &str,
     key_prefix: &str,
@@ -690,6 +630,7 @@ async fn judge(
     }
 
     // 3.
+    let client = db.connect().await.expect("a plain connection");
     let rows = client
         .query(
             "select metadata->>'logical', transfer_id
@@ -776,8 +717,7 @@ async fn judge(
     );
 
     // 5.
-    let violations = ledger_state::violations(client, database_url).await;
-    assert!(violations.is_empty(), "{violations:#?}");
+    let violations = assert_invariants(&db.ledger()).await.violations;
 
     Verdict {
         acked: acked.len(),

@@ -13,22 +13,20 @@
 //! `HOSTILE_SEED=<n>` replays the generated cases of an earlier run (the seed
 //! is printed); `HOSTILE_CASES=<n>` changes how many are generated.
 
-mod support;
-
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use ledger_domain::Decimal;
-use ledger_testkit::TestDatabase;
+use ledger_testkit::service::{open_accounts, short, spawn_process, TestApp};
+use ledger_testkit::{assert_invariants, schema_shape, snapshot};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use support::ledger_state::{schema_shape, snapshot, violations};
-use support::process::LedgerProcess;
-use support::{http_client, open_accounts, short};
+/// The binary under test.
+const LEDGER: &str = env!("CARGO_BIN_EXE_ledger");
 
 /// A refusal must come back at least this fast: far below any timeout.
 const PROMPT: Duration = Duration::from_secs(5);
@@ -38,8 +36,7 @@ const MAX_AMOUNT: &str = "1000000000000";
 
 /// A server on a fresh database, with three USD accounts.
 struct Fixture {
-    db: TestDatabase,
-    server: LedgerProcess,
+    app: TestApp,
     http: reqwest::Client,
     sql: tokio_postgres::Client,
     /// Holds 1000.00.
@@ -52,25 +49,28 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let db = TestDatabase::create().await.expect("a test database");
-        let server = LedgerProcess::start(db.url(), &[]);
-        let http = http_client(Duration::from_secs(30));
-        let funded = open_accounts(&http, server.address(), 2, "1000.00").await;
-        let empty = open_accounts(&http, server.address(), 1, "0").await;
-        let sql = db.connect().await.expect("a plain connection");
+        let app = spawn_process(LEDGER, &[]).await;
+        let http = app.client.clone();
+        let funded = open_accounts(&http, &app.address, 2, "1000.00").await;
+        let empty = open_accounts(&http, &app.address, 1, "0").await;
+        let sql = app.database().connect().await.expect("a plain connection");
         Self {
-            db,
+            app,
             http,
             sql,
             funded: funded[0],
             other: funded[1],
             empty: empty[0],
-            server,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server.address())
+        self.app.url(path)
+    }
+
+    /// Panics unless the ledger's one invariant check finds nothing.
+    async fn assert_invariants(&self) {
+        assert_invariants(&self.app.database().ledger()).await;
     }
 
     /// Sends `body` as is, with `content_type` (none when `None`).
@@ -396,8 +396,7 @@ async fn hostile_amounts_get_a_4xx_problem_and_change_nothing() {
         before,
         "a refused amount changed the ledger"
     );
-    let found = violations(&fx.sql, fx.db.url()).await;
-    assert!(found.is_empty(), "{found:#?}");
+    fx.assert_invariants().await;
     println!(
         "hostile amounts: {} cases, {sent} requests, all refused with a 4xx problem, ledger \
          unchanged, violations: 0",
@@ -607,8 +606,7 @@ async fn generated_amounts_are_accepted_exactly_when_the_oracle_says_they_are_am
         let now: (i64, Decimal, Decimal) = (row.get(0), row.get(1), row.get(2));
         assert_eq!(now, (transfers, funded, other), "{label}: the ledger");
     }
-    let found = violations(&fx.sql, fx.db.url()).await;
-    assert!(found.is_empty(), "{found:#?}");
+    fx.assert_invariants().await;
     println!(
         "generated amounts: seed {seed}, {cases} cases: {accepted} accepted with the exact \
          amount, {refused} refused as not an amount (422), {malformed} refused as malformed \
@@ -981,7 +979,7 @@ async fn malformed_bodies_headers_and_paths_get_a_4xx_problem_and_change_nothing
         .post_raw("/transfers", Some("application/json"), big.clone(), &[])
         .await;
     answer.expect_problem(413, "payload_too_large", "a 4 MiB body");
-    let chunked = raw_chunked_post(fx.server.address(), "/transfers", big.as_bytes()).await;
+    let chunked = raw_chunked_post(fx.app.address.as_str(), "/transfers", big.as_bytes()).await;
     assert!(
         chunked.starts_with("HTTP/1.1 413"),
         "a 4 MiB chunked body: {}",
@@ -992,7 +990,7 @@ async fn malformed_bodies_headers_and_paths_get_a_4xx_problem_and_change_nothing
     // Requests that are not HTTP/1.1: actix-web's parser refuses them before
     // the application sees them, with a bare 400 (no problem document: the
     // application never gets the request).
-    let address = fx.server.address();
+    let address = fx.app.address.as_str();
     let host = address.trim_start_matches("http://");
     let body = format!("{{{valid}}}");
     let length = body.len();
@@ -1058,9 +1056,8 @@ async fn malformed_bodies_headers_and_paths_get_a_4xx_problem_and_change_nothing
 
 #[tokio::test]
 async fn a_body_dribbled_slower_than_the_read_timeout_gets_408_and_a_closed_connection() {
-    let db = TestDatabase::create().await.expect("a test database");
-    let server = LedgerProcess::start(db.url(), &[("LEDGER_BODY_READ_TIMEOUT_MS", "1000")]);
-    let host = server.address().trim_start_matches("http://").to_owned();
+    let app = spawn_process(LEDGER, &[("LEDGER_BODY_READ_TIMEOUT_MS", "1000")]).await;
+    let host = app.address.trim_start_matches("http://").to_owned();
     let body = br#"{"metadata": {"note": "one byte at a time"}}"#;
     let mut stream = tokio::net::TcpStream::connect(&host)
         .await
@@ -1120,7 +1117,7 @@ async fn a_body_dribbled_slower_than_the_read_timeout_gets_408_and_a_closed_conn
         "answered after {elapsed:?}, expected about the 1 s timeout"
     );
     // Nothing was opened.
-    let sql = db.connect().await.expect("a plain connection");
+    let sql = app.database().connect().await.expect("a plain connection");
     let accounts: i64 = sql
         .query_one(
             "select count(*) from ledger.accounts where not is_system",
@@ -1377,8 +1374,7 @@ async fn injection_attempts_land_as_data_or_as_a_4xx_never_as_sql() {
         ),
         "only the accepted writes may change the ledger"
     );
-    let found = violations(&fx.sql, fx.db.url()).await;
-    assert!(found.is_empty(), "{found:#?}");
+    fx.assert_invariants().await;
     println!(
         "injection: {sent} requests with {} payloads in metadata keys and values, currencies, \
          idempotency keys, paths and query strings: stored byte for byte or refused with a 4xx; \

@@ -2,11 +2,8 @@
 //! disagrees, with its exit status.
 
 use std::process::Command;
-use std::str::FromStr;
 
-use ledger_domain::{AccountId, Currency, Decimal};
-use ledger_store::{Ledger, NewAccount};
-use ledger_testkit::TestDatabase;
+use ledger_testkit::{dec, open, TestDatabase};
 
 fn run_verify(database: &TestDatabase) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ledger"))
@@ -19,31 +16,14 @@ fn run_verify(database: &TestDatabase) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// Opens a USD account holding `balance`.
-async fn open_usd(ledger: &Ledger, balance: &str) -> AccountId {
-    let request = NewAccount {
-        id: None,
-        currency: Currency::parse("USD").expect("USD"),
-        initial_balance: Some(Decimal::from_str(balance).expect("decimal")),
-        metadata: None,
-    };
-    ledger
-        .open_account(request, None)
-        .await
-        .expect("open")
-        .value
-        .id
-}
-
 #[tokio::test]
 async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
-    let database = TestDatabase::create().await.expect("database");
-    let ledger = database.ledger();
-    let a = open_usd(&ledger, "10.00").await;
-    let b = open_usd(&ledger, "0").await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "10.00").await;
+    let b = open(&ledger, "0").await;
     let mut transfers = Vec::new();
     for _ in 0..3 {
-        let amount = Decimal::from_str("1.00").expect("decimal");
+        let amount = dec("1.00");
         transfers.push(
             ledger
                 .transfer(a, b, amount, None, None)
@@ -79,10 +59,9 @@ async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
 
 #[tokio::test]
 async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_close() {
-    let database = TestDatabase::create().await.expect("database");
-    let ledger = database.ledger();
-    let payer = open_usd(&ledger, "10.00").await;
-    let emptied = open_usd(&ledger, "0").await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let payer = open(&ledger, "10.00").await;
+    let emptied = open(&ledger, "0").await;
     ledger.close_account(emptied, None).await.expect("close");
     let (ok, report) = run_verify(&database);
     assert!(ok, "{report}");

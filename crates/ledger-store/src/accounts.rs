@@ -10,8 +10,7 @@ use ledger_domain::{
 use tracing::instrument;
 
 use crate::balances::PAGE_BYTE_BUDGET;
-use crate::error::Context;
-use crate::error::{is_unique_violation, violates};
+use crate::error::{is_unique_violation, violates, Constraint, Context};
 use crate::group_commit::{Leg, LegAnswer, LegClaim, Opening};
 use crate::idempotency::{claim, Claim, Idempotency};
 use crate::records::{
@@ -153,9 +152,9 @@ impl Ledger {
         )
         .await
         .map_err(|err| {
-            if is_unique_violation(&err, "accounts_pkey") {
+            if is_unique_violation(&err, Constraint::AccountsPkey) {
                 DomainError::AccountExists(id).into()
-            } else if violates(&err, "accounts_currency_code_fkey") {
+            } else if violates(&err, Constraint::AccountsCurrencyCodeFkey) {
                 DomainError::UnknownCurrency(request.currency.code().to_owned()).into()
             } else {
                 StoreError::from(err)

@@ -113,52 +113,135 @@ pub(crate) struct WriteContext {
     pub currency: Currency,
 }
 
+/// Declares [`Constraint`]: one variant per database constraint (or trigger
+/// refusal) name, and [`Constraint::ALL`], so that the list a test checks
+/// cannot miss a name the store matches.
+macro_rules! constraints {
+    ($($(#[doc = $doc:literal])+ $variant:ident = $name:literal,)+) => {
+        /// Every constraint name the store matches, so that a refusal by the
+        /// database becomes a domain error or a lost race (never read from
+        /// the message text). Matching takes a `Constraint`, not a string:
+        /// a new name has to be added here, and the store's test suite then
+        /// fails until a plain-SQL write fires it (`tests/store/append_only.rs`).
+        /// docs/design.md, "Paired rules", pairs each with its Rust rule.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Constraint {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl Constraint {
+            /// Every name the store maps.
+            pub const ALL: &'static [Constraint] = &[$(Constraint::$variant,)+];
+
+            /// The name as the database reports it.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Constraint::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+constraints! {
+    /// `accounts.account_id` taken: the account exists already.
+    AccountsPkey = "accounts_pkey",
+    /// An account in a currency `ledger.currencies` does not know.
+    AccountsCurrencyCodeFkey = "accounts_currency_code_fkey",
+    /// `(source, seq)` taken: another transfer out of the source won the
+    /// sequence number (a lost race, retried).
+    TransfersPkey = "transfers_pkey",
+    /// Trigger: the source does not exist.
+    TransfersSourceAccountIdFkey = "transfers_source_account_id_fkey",
+    /// Trigger: the destination does not exist.
+    TransfersDestinationAccountIdFkey = "transfers_destination_account_id_fkey",
+    /// Trigger: the source is closed.
+    TransfersSourceOpen = "transfers_source_open",
+    /// Trigger: the destination is closed.
+    TransfersDestinationOpen = "transfers_destination_open",
+    /// Trigger: a close of the source is in progress.
+    TransfersSourceNotClosing = "transfers_source_not_closing",
+    /// Trigger: a close of the destination is in progress.
+    TransfersDestinationNotClosing = "transfers_destination_not_closing",
+    /// Trigger: the transfer's currency is not both accounts'.
+    TransfersCurrencyMatch = "transfers_currency_match",
+    /// Trigger: more decimals than the currency's minor units.
+    TransfersAmountScale = "transfers_amount_scale",
+    /// Check: the amount is not above zero.
+    TransfersAmountPositive = "transfers_amount_positive",
+    /// Check: the amount is above the ledger's ceiling.
+    TransfersAmountCeiling = "transfers_amount_ceiling",
+    /// Check: source and destination are one account.
+    TransfersDistinctAccounts = "transfers_distinct_accounts",
+    /// Check: a customer source would go below zero.
+    TransfersNoOverdraft = "transfers_no_overdraft",
+    /// Trigger: a batch's time is before the source's previous row (a lost
+    /// race with a row that committed after the heads were read, retried).
+    TransfersBatchTimeOrder = "transfers_batch_time_order",
+}
+
+impl Constraint {
+    /// The mapped constraint an error names, if any.
+    pub fn of(err: &tokio_postgres::Error) -> Option<Self> {
+        let name = err.as_db_error()?.constraint()?;
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|constraint| constraint.name() == name)
+    }
+}
+
 /// Maps a violated, *named* constraint to the domain rule it enforces. The
 /// names are those in `sql/V1__ledger.sql`; the message text is never read.
 pub(crate) fn constraint_violation(
     err: &tokio_postgres::Error,
     context: &WriteContext,
 ) -> Option<DomainError> {
-    let constraint = err.as_db_error()?.constraint()?;
-    let error = match constraint {
-        "transfers_source_account_id_fkey" => DomainError::AccountNotFound(context.source),
-        "transfers_destination_account_id_fkey" => {
+    let error = match Constraint::of(err)? {
+        Constraint::TransfersSourceAccountIdFkey => DomainError::AccountNotFound(context.source),
+        Constraint::TransfersDestinationAccountIdFkey => {
             DomainError::AccountNotFound(context.destination)
         }
-        "transfers_source_open" => DomainError::AccountClosed(context.source),
-        "transfers_destination_open" => DomainError::AccountClosed(context.destination),
-        "transfers_source_not_closing" => DomainError::AccountClosing(context.source),
-        "transfers_destination_not_closing" => DomainError::AccountClosing(context.destination),
-        "transfers_currency_match" => DomainError::CurrencyMismatch {
+        Constraint::TransfersSourceOpen => DomainError::AccountClosed(context.source),
+        Constraint::TransfersDestinationOpen => DomainError::AccountClosed(context.destination),
+        Constraint::TransfersSourceNotClosing => DomainError::AccountClosing(context.source),
+        Constraint::TransfersDestinationNotClosing => {
+            DomainError::AccountClosing(context.destination)
+        }
+        Constraint::TransfersCurrencyMatch => DomainError::CurrencyMismatch {
             expected: context.currency,
             found: None,
         },
-        "transfers_amount_scale" => DomainError::BadScale {
+        Constraint::TransfersAmountScale => DomainError::BadScale {
             currency: context.currency.code(),
             max_decimals: context.currency.minor_units(),
         },
-        "transfers_amount_positive" => DomainError::NonPositiveAmount,
-        "transfers_amount_ceiling" => DomainError::AmountTooLarge {
+        Constraint::TransfersAmountPositive => DomainError::NonPositiveAmount,
+        Constraint::TransfersAmountCeiling => DomainError::AmountTooLarge {
             max: ledger_domain::MAX_AMOUNT,
         },
-        "transfers_distinct_accounts" => DomainError::SameAccount,
-        "transfers_no_overdraft" => DomainError::InsufficientFunds {
+        Constraint::TransfersDistinctAccounts => DomainError::SameAccount,
+        Constraint::TransfersNoOverdraft => DomainError::InsufficientFunds {
             account: context.source,
         },
-        _ => return None,
+        // Mapped where they can happen: a lost race (transfers_pkey,
+        // transfers_batch_time_order) or an account insert.
+        Constraint::AccountsPkey
+        | Constraint::AccountsCurrencyCodeFkey
+        | Constraint::TransfersPkey
+        | Constraint::TransfersBatchTimeOrder => return None,
     };
     Some(error)
 }
 
 /// The SQLSTATE of a unique violation on the named constraint.
-pub(crate) fn is_unique_violation(err: &tokio_postgres::Error, constraint: &str) -> bool {
+pub(crate) fn is_unique_violation(err: &tokio_postgres::Error, constraint: Constraint) -> bool {
     err.as_db_error().is_some_and(|db| {
-        *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+        *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint.name())
     })
 }
 
 /// Whether the named constraint was violated (any SQLSTATE).
-pub(crate) fn violates(err: &tokio_postgres::Error, constraint: &str) -> bool {
-    err.as_db_error()
-        .is_some_and(|db| db.constraint() == Some(constraint))
+pub(crate) fn violates(err: &tokio_postgres::Error, constraint: Constraint) -> bool {
+    Constraint::of(err) == Some(constraint)
 }

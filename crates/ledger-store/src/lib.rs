@@ -41,10 +41,10 @@ use crate::slots::Slots;
 pub use accounts::MAX_PAGE_SIZE;
 pub use balances::PAGE_BYTE_BUDGET;
 pub use config::{StoreConfig, MAX_GROUP_LEGS};
-pub use error::StoreError;
+pub use error::{Constraint, StoreError};
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{Digest, InclusionProof};
-pub use verify::{VerifyReport, Violation};
+pub use verify::{CurrencyTotal, VerifyReport, Violation, RULES};
 
 /// The statements of the transfer write path, for benchmarks that must drive
 /// the same SQL as the store (see `scripts/bench.sh`).

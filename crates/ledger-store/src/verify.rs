@@ -1,8 +1,9 @@
 //! `ledger verify`: every invariant of the ledger recomputed from the log
-//! alone, in one snapshot. The one check the CLI, the test suites and the
-//! load run's final check all share.
+//! alone, in one snapshot. The one check the CLI (`ledger verify`), the test
+//! suites (`ledger_testkit::assert_sound`) and the load run's final check
+//! (`ledger-load check`) all share: a rule added here is checked everywhere.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::{pin_mut, TryStreamExt};
 use ledger_domain::journal::{to_hex, Hash, GENESIS};
@@ -16,21 +17,52 @@ use crate::{Ledger, StoreError};
 /// What `verify` found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerifyReport {
-    /// Transfer rows read.
+    /// Transfer rows read: the size of the log in the checked snapshot.
     pub rows_checked: u64,
     /// Source chains recomputed.
     pub chains_checked: u64,
     /// Accounts whose balance was recomputed.
     pub accounts_checked: u64,
+    /// Idempotency keys whose recorded transfer or batch was looked up.
+    pub idempotency_keys_checked: u64,
+    /// Per currency, in code order: its accounts and the sum of their
+    /// recomputed balances (zero when money is conserved).
+    pub currencies: Vec<CurrencyTotal>,
     /// Every disagreement, in log order (first = the first row where
-    /// anything disagrees). Capped at 100.
+    /// anything disagrees). Capped at 100; [`VerifyReport::counts`] has them
+    /// all.
     pub violations: Vec<Violation>,
+    /// How many violations of each rule there were, uncapped.
+    pub counts: BTreeMap<&'static str, u64>,
+}
+
+impl VerifyReport {
+    /// Whether every invariant held.
+    pub fn is_sound(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// How many times `rule` was broken (0 for a rule that held).
+    pub fn count(&self, rule: &str) -> u64 {
+        self.counts.get(rule).copied().unwrap_or(0)
+    }
+}
+
+/// One currency's accounts and the sum of their balances.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurrencyTotal {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Accounts in it, the system account included.
+    pub accounts: u64,
+    /// The sum of their balances recomputed from the log.
+    pub sum: Decimal,
 }
 
 /// One disagreement between the log and its invariants.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Violation {
-    /// Stable name of the broken rule, e.g. `hash_mismatch`.
+    /// Stable name of the broken rule, one of [`RULES`].
     pub rule: &'static str,
     /// The row, when the rule is about one row: (source, seq, transfer id).
     pub row: Option<(Uuid, i64, Uuid)>,
@@ -42,12 +74,43 @@ pub struct Violation {
 
 const MAX_VIOLATIONS: usize = 100;
 
+/// Every rule `verify` checks, by its stable name.
+pub const RULES: &[&str] = &[
+    "sequence_gap",
+    "non_positive_amount",
+    "same_account",
+    "running_total",
+    "time_order",
+    "currency_mismatch",
+    "unknown_account",
+    "hash_mismatch",
+    "negative_balance",
+    "closed_with_balance",
+    "transfer_after_close",
+    "derived_balance_mismatch",
+    "conservation",
+    "idempotency_key_dangling",
+];
+
 impl Ledger {
+    /// Rows in the transfer log: cheap, for a load run that compares the
+    /// log's growth with what its clients were told (the count `verify`
+    /// reports as [`VerifyReport::rows_checked`] afterwards).
+    pub async fn transfer_rows(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let count: i64 = client
+            .query_one("select count(*) from ledger.transfers", &[])
+            .await?
+            .try_get(0)?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     /// Recomputes every chain and every invariant from the log alone: gap-free
     /// sequences, running totals, row hashes, time order, amounts, currency
     /// agreement, per-currency sums of zero, no negative customer balance,
-    /// each derived balance equal to a plain recomputation, and every closed
-    /// account empty with no transfer after its close.
+    /// each derived balance equal to a plain recomputation, every closed
+    /// account empty with no transfer after its close, and every idempotency
+    /// key's recorded transfer or batch present. [`RULES`] names them.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut client = self.client().await?;
         // One snapshot for the whole check, so that concurrent writes cannot
@@ -81,9 +144,14 @@ impl Ledger {
             rows_checked: 0,
             chains_checked: 0,
             accounts_checked: 0,
+            idempotency_keys_checked: 0,
+            currencies: Vec::new(),
             violations: Vec::new(),
+            counts: BTreeMap::new(),
         };
         let flag = |report: &mut VerifyReport, violation: Violation| {
+            debug_assert!(RULES.contains(&violation.rule), "{}", violation.rule);
+            *report.counts.entry(violation.rule).or_default() += 1;
             if report.violations.len() < MAX_VIOLATIONS {
                 report.violations.push(violation);
             }
@@ -203,7 +271,7 @@ impl Ledger {
             ));
         }
 
-        let mut sums: HashMap<&str, Decimal> = HashMap::new();
+        let mut sums: HashMap<&str, (u64, Decimal)> = HashMap::new();
         let derived: HashMap<Uuid, Decimal> = tx
             .query(
                 "select account_id, balance from ledger.account_balances",
@@ -219,7 +287,9 @@ impl Ledger {
             let (currency, is_system, closed_at) = &accounts[id];
             let recomputed = balances.get(id).copied().unwrap_or_default();
             report.accounts_checked += 1;
-            *sums.entry(currency).or_default() += recomputed;
+            let total = sums.entry(currency).or_default();
+            total.0 += 1;
+            total.1 += recomputed;
             let subject = Some(id.to_string());
             if !is_system && recomputed < Decimal::ZERO {
                 flag(
@@ -273,7 +343,12 @@ impl Ledger {
         }
         let mut currencies: Vec<_> = sums.into_iter().collect();
         currencies.sort();
-        for (currency, sum) in currencies {
+        for (currency, (accounts, sum)) in currencies {
+            report.currencies.push(CurrencyTotal {
+                currency: currency.to_owned(),
+                accounts,
+                sum,
+            });
             if !sum.is_zero() {
                 flag(
                     &mut report,
@@ -282,6 +357,40 @@ impl Ledger {
                         row: None,
                         subject: Some(currency.to_owned()),
                         detail: format!("{currency} balances sum to {sum}, not zero"),
+                    },
+                );
+            }
+        }
+
+        // A key records the write it protects in the same transaction, so a
+        // recorded transfer or batch that is not there was lost or forged.
+        let keys = tx
+            .query(
+                "select k.idempotency_key, k.transfer_id, k.batch_id, \
+                        (k.transfer_id is null or exists (select 1 from ledger.transfers t \
+                                                          where t.transfer_id = k.transfer_id)) \
+                    and (k.batch_id is null or exists (select 1 from ledger.batches b \
+                                                       where b.batch_id = k.batch_id)) \
+                   from ledger.idempotency_keys k \
+                  order by k.idempotency_key",
+                &[],
+            )
+            .await?;
+        for key in &keys {
+            report.idempotency_keys_checked += 1;
+            if !key.try_get::<_, bool>(3)? {
+                let transfer: Option<Uuid> = key.try_get(1)?;
+                let batch: Option<Uuid> = key.try_get(2)?;
+                flag(
+                    &mut report,
+                    Violation {
+                        rule: "idempotency_key_dangling",
+                        row: None,
+                        subject: Some(key.try_get(0)?),
+                        detail: format!(
+                            "the key records transfer {transfer:?} / batch {batch:?}, \
+                             which the log does not hold"
+                        ),
                     },
                 );
             }

@@ -1,9 +1,8 @@
 //! The ledger core's specification, run against a real PostgreSQL: one fresh
-//! database per test (see ledger-testkit).
+//! database per test, arranged and judged with the database harness of
+//! ledger-testkit.
 
 mod store {
-    pub mod support;
-
     mod accounts;
     mod append_only;
     mod as_of;

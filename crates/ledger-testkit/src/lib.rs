@@ -1,148 +1,46 @@
-//! Test support: every test gets its own freshly migrated PostgreSQL
-//! database, dropped when the test ends (also when it panics).
+//! The test harnesses every suite shares; there are two.
 //!
-//! The server to create databases on comes from `LEDGER_TEST_DATABASE_URL`,
-//! else `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/postgres`;
-//! `scripts/ensure-postgres.sh` makes one available. Migrating each database
-//! from scratch keeps tests honest about the real migration path; it takes
-//! a few tens of milliseconds.
+//! 1. **A fresh database** ([`TestDatabase`]): every test gets its own
+//!    migrated PostgreSQL database, dropped when the test ends (also when it
+//!    panics), with the helpers that arrange and judge a ledger through the
+//!    store ([`open`], [`balance`], [`assert_invariants`], [`Snapshot`], …).
+//!    A test that must stop PostgreSQL itself starts a [`Cluster`] of its
+//!    own and creates its database there ([`TestDatabase::create_on`]).
+//! 2. **A running service** ([`service`], feature `service`): the real
+//!    server on a free loopback port, either in-process
+//!    ([`service::spawn_app`], what `ledger serve` runs, in the test's
+//!    runtime) or as the `ledger` binary in a child process
+//!    ([`service::spawn_process`], for faults a process can suffer:
+//!    `kill -9`, environment configuration). Either way every response
+//!    sent through [`service::TestApp::send`] is checked against the
+//!    OpenAPI document the server serves.
+//!
+//! Who uses what: the store's suite (`crates/ledger-store/tests`) the
+//! database harness; the API suite (`tests/api`), the fault and
+//! hostile-input suites and `ledger verify`'s tests
+//! (`crates/ledger-server/tests`) both.
+//!
+//! ## The dependency structure
+//! The service harness depends on `ledger-server` (to run it in-process),
+//! and `ledger-server` dev-depends on this crate (its suites use the
+//! harness): a cycle through a dev-dependency, which cargo allows. An
+//! integration test of `ledger-server` links one `ledger-server` library,
+//! the same one this crate links, so their types agree. Its unit tests
+//! (`src/**` `#[cfg(test)]`) must not use this crate: they are a second
+//! build of the library, whose types would not be this crate's. The same
+//! holds for `ledger-store`, which this crate uses always. The service
+//! harness sits behind the `service` feature, so that the store's suite
+//! builds neither the HTTP server nor the contract checker.
 
-use anyhow::Context;
-use ledger_store::{Ledger, StoreConfig};
-use tokio_postgres::NoTls;
+mod cluster;
+mod database;
+mod ledger;
+#[cfg(feature = "service")]
+pub mod service;
 
-/// A database that exists for the lifetime of this value.
-pub struct TestDatabase {
-    name: String,
-    admin_url: String,
-    url: String,
-}
-
-/// The server the test databases are created on.
-pub fn admin_url() -> String {
-    std::env::var("LEDGER_TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-impl TestDatabase {
-    /// Creates an empty database with a unique name and migrates it.
-    pub async fn create() -> anyhow::Result<Self> {
-        let admin_url = admin_url();
-        let name = format!("ledger_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = connect(&admin_url).await?;
-        admin
-            .batch_execute(&format!("create database {name}"))
-            .await
-            .with_context(|| format!("Failed to create database {name} on {admin_url}"))?;
-        let url = with_database(&admin_url, &name)?;
-        let database = Self {
-            name,
-            admin_url,
-            url,
-        };
-        database
-            .ledger()
-            .migrate()
-            .await
-            .context("Failed to migrate the test database")?;
-        Ok(database)
-    }
-
-    /// The URL of this database.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// A store on this database with default limits.
-    pub fn ledger(&self) -> Ledger {
-        self.ledger_with(|_| {})
-    }
-
-    /// A store on this database with adjusted limits.
-    pub fn ledger_with(&self, adjust: impl FnOnce(&mut StoreConfig)) -> Ledger {
-        let mut config = StoreConfig::new(&self.url);
-        config.pool_size = 16;
-        adjust(&mut config);
-        Ledger::connect(config).expect("a valid test database URL")
-    }
-
-    /// A plain connection, for assertions that must bypass the store.
-    pub async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
-        connect(&self.url).await
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop runs outside any async context we could await in (and during
-        // a panic), so drop the database from a thread of its own.
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let admin = connect(&admin_url).await?;
-                admin
-                    .batch_execute(&format!("drop database if exists {name} with (force)"))
-                    .await?;
-                anyhow::Ok(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// Connects with tokio-postgres and drives the connection in the background.
-pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| format!("Failed to connect to {url}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-/// `url` with its database name replaced by `database`.
-fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").context("database URL without a scheme")? + 3;
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |index| scheme_end + index);
-    let mut result = format!("{}/{}", &base[..path_start], database);
-    if let Some(query) = query {
-        result.push('?');
-        result.push_str(query);
-    }
-    Ok(result)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn the_database_name_is_replaced_and_the_rest_kept() {
-        let cases = [
-            ("postgres://u@h:5432/postgres", "postgres://u@h:5432/t1"),
-            ("postgres://u@h:5432", "postgres://u@h:5432/t1"),
-            (
-                "postgres://u@h/db?sslmode=disable",
-                "postgres://u@h/t1?sslmode=disable",
-            ),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(with_database(input, "t1").expect("valid URL"), expected);
-        }
-    }
-}
+pub use cluster::Cluster;
+pub use database::{admin_url, connect, TestDatabase};
+pub use ledger::{
+    assert_invariants, balance, close_in_progress, dec, eur, open, open_in, schema_shape, snapshot,
+    transfer, usd, Snapshot,
+};

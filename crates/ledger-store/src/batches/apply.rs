@@ -15,7 +15,9 @@ use tracing::debug;
 use uuid::Uuid;
 
 use super::{Batch, BatchLeg};
-use crate::error::{constraint_violation, is_unique_violation, Context, WriteContext};
+use crate::error::{
+    constraint_violation, is_unique_violation, violates, Constraint, Context, WriteContext,
+};
 use crate::heads::{read_source_head, HEADS};
 use crate::records::{transfer_from_row, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
@@ -298,10 +300,10 @@ async fn insert_legs(
 /// raised past `deadlock_timeout`), or a batch time behind a row that
 /// committed after the heads were read.
 fn lost_race(err: &tokio_postgres::Error) -> bool {
-    is_unique_violation(err, "transfers_pkey")
+    is_unique_violation(err, Constraint::TransfersPkey)
         || err.as_db_error().is_some_and(|db| {
             *db.code() == SqlState::LOCK_NOT_AVAILABLE
                 || *db.code() == SqlState::T_R_DEADLOCK_DETECTED
-                || db.constraint() == Some("transfers_batch_time_order")
         })
+        || violates(err, Constraint::TransfersBatchTimeOrder)
 }

@@ -18,8 +18,9 @@ use tracing::debug;
 use uuid::Uuid;
 
 use super::{Leg, LegAnswer};
-use crate::error::Context;
-use crate::error::{constraint_violation, is_unique_violation, violates, WriteContext};
+use crate::error::{
+    constraint_violation, is_unique_violation, violates, Constraint, Context, WriteContext,
+};
 use crate::heads::{read_destination, read_source_head, DESTINATIONS, HEADS};
 use crate::idempotency::{claim, Claim};
 use crate::records::{transfer_from_row, Transfer, TRANSFER_COLUMNS};
@@ -274,7 +275,7 @@ impl Ledger {
                     .map_err(|err| {
                         // Inside a group this fails the group, which is then
                         // applied leg by leg: the error lands on this leg.
-                        if violates(&err, "accounts_currency_code_fkey") {
+                        if violates(&err, Constraint::AccountsCurrencyCodeFkey) {
                             DomainError::UnknownCurrency(opening.currency.code().to_owned()).into()
                         } else {
                             StoreError::from(err)
@@ -338,7 +339,7 @@ impl Ledger {
                 .await
             {
                 Ok(rows) => rows,
-                Err(err) if is_unique_violation(&err, "transfers_pkey") => {
+                Err(err) if is_unique_violation(&err, Constraint::TransfersPkey) => {
                     return Ok(Attempt::LostRace)
                 }
                 Err(err) if accepted.len() == 1 => {

@@ -7,11 +7,11 @@ use ledger_domain::{AccountId, AccountKind, DomainError, Metadata};
 use ledger_store::{NewAccount, StoreError};
 use serde_json::json;
 
-use super::support::{assert_invariants, balance, database, dec, open, state, usd};
+use ledger_testkit::{assert_invariants, balance, dec, open, usd, TestDatabase};
 
 #[tokio::test]
 async fn an_account_opens_with_its_initial_balance_from_the_system_account() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let id = AccountId::generate();
     let metadata = Metadata::parse(json!({"owner": "alice"})).expect("metadata");
     let account = ledger
@@ -38,12 +38,12 @@ async fn an_account_opens_with_its_initial_balance_from_the_system_account() {
         .expect("system account");
     assert_eq!(system.kind, AccountKind::System);
     assert_eq!(system.balance, dec("-250.00"));
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test]
 async fn accounts_are_listed_page_by_page_without_repeats() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let mut opened = Vec::new();
     for _ in 0..7 {
         opened.push(open(&ledger, "1.00").await);
@@ -74,7 +74,7 @@ async fn accounts_are_listed_page_by_page_without_repeats() {
 
 #[tokio::test]
 async fn an_account_closes_only_at_a_zero_balance() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "5.00").await;
     assert!(matches!(
         ledger.close_account(account, None).await,
@@ -98,7 +98,7 @@ async fn an_account_closes_only_at_a_zero_balance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_close_racing_with_deposits_never_leaves_money_in_a_closed_account() {
     for _round in 0..5 {
-        let (database, ledger) = database().await;
+        let (database, ledger) = TestDatabase::with_ledger().await;
         let account = open(&ledger, "0").await;
 
         let deposits = (0..20).map(|_| {
@@ -129,7 +129,7 @@ async fn a_close_racing_with_deposits_never_leaves_money_in_a_closed_account() {
             assert!(close.is_ok());
             assert_eq!(final_balance, dec("0"), "closed with money in it");
         }
-        assert_invariants(&database).await;
-        drop(state(&database).await);
+        assert_invariants(&ledger).await;
+        drop(database.snapshot().await);
     }
 }

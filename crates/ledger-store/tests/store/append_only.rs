@@ -1,10 +1,12 @@
 //! The database itself enforces the invariants, whoever writes to it.
 
-use super::support::{database, open, open_in};
+use ledger_domain::AccountId;
+use ledger_store::Constraint;
+use ledger_testkit::{close_in_progress, dec, eur, open, open_in, usd, TestDatabase};
 
 #[tokio::test]
 async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "10.00").await;
     let client = database.connect().await.expect("connect");
 
@@ -35,96 +37,174 @@ async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
         .await
         .expect("balance")
         .get(0);
-    assert_eq!(balance, super::support::dec("10.00"));
+    assert_eq!(balance, dec("10.00"));
+}
+
+/// A plain-SQL write that must be refused by the named constraint, and why.
+struct Refusal {
+    constraint: &'static str,
+    why: &'static str,
+    /// Run in a transaction of its own, rolled back afterwards.
+    sql: String,
+}
+
+/// A transfer row as a client past the store would insert it.
+fn insert_transfer(
+    source: impl std::fmt::Display,
+    seq: &str,
+    destination: impl std::fmt::Display,
+    currency: &str,
+    amount: &str,
+) -> String {
+    format!(
+        "insert into ledger.transfers (source_account_id, source_seq, transfer_id,
+             destination_account_id, currency_code, amount)
+         values ('{source}', {seq}, gen_random_uuid(), '{destination}', '{currency}', {amount})"
+    )
 }
 
 #[tokio::test]
 async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
-    let euro = open_in(
-        &ledger,
-        ledger_domain::Currency::parse("EUR").expect("EUR"),
-        "1.00",
-    )
-    .await;
+    let euro = open_in(&ledger, eur(), "1.00").await;
     let closed = open(&ledger, "0").await;
     ledger.close_account(closed, None).await.expect("close");
     let closing = open(&ledger, "0").await;
-    let unknown = ledger_domain::AccountId::generate();
+    let unknown = AccountId::generate();
+    // Its first row (seq 0) is a's opening deposit.
+    let system = AccountId::system(usd());
     let client = database.connect().await.expect("connect");
-    let closer = super::support::close_in_progress(&database, closing).await;
+    let closer = close_in_progress(&database, closing).await;
+    let before = database.snapshot().await;
 
-    // (source, seq, destination, currency, amount, the constraint that must fire)
+    let refusal = |constraint, why, sql| Refusal {
+        constraint,
+        why,
+        sql,
+    };
     let cases = [
-        (
-            unknown,
-            0,
-            b,
-            "USD",
-            "1.00",
+        refusal(
             "transfers_source_account_id_fkey",
+            "no such source",
+            insert_transfer(unknown, "0", b, "USD", "1.00"),
         ),
-        (
-            a,
-            0,
-            unknown,
-            "USD",
-            "1.00",
+        refusal(
             "transfers_destination_account_id_fkey",
+            "no such destination",
+            insert_transfer(a, "0", unknown, "USD", "1.00"),
         ),
-        (closed, 0, b, "USD", "1.00", "transfers_source_open"),
-        (a, 0, closed, "USD", "1.00", "transfers_destination_open"),
-        (closing, 0, b, "USD", "1.00", "transfers_source_not_closing"),
-        (
-            a,
-            0,
-            closing,
-            "USD",
-            "1.00",
+        refusal(
+            "transfers_source_open",
+            "the source is closed",
+            insert_transfer(closed, "0", b, "USD", "1.00"),
+        ),
+        refusal(
+            "transfers_destination_open",
+            "the destination is closed",
+            insert_transfer(a, "0", closed, "USD", "1.00"),
+        ),
+        refusal(
+            "transfers_source_not_closing",
+            "a close of the source is in progress",
+            insert_transfer(closing, "0", b, "USD", "1.00"),
+        ),
+        refusal(
             "transfers_destination_not_closing",
+            "a close of the destination is in progress",
+            insert_transfer(a, "0", closing, "USD", "1.00"),
         ),
-        (
-            a,
-            0,
-            b,
-            "USD",
-            "1000000000000000.01",
+        refusal(
             "transfers_amount_ceiling",
+            "above 10^15",
+            insert_transfer(a, "0", b, "USD", "1000000000000000.01"),
         ),
-        (a, 0, b, "USD", "11.00", "transfers_no_overdraft"),
-        (a, 1, b, "USD", "1.00", "transfers_sequence_contiguous"),
-        (a, 0, b, "USD", "0.001", "transfers_amount_scale"),
-        (a, 0, b, "USD", "0", "transfers_amount_positive"),
-        (a, 0, b, "USD", "-5", "transfers_amount_positive"),
-        (a, 0, a, "USD", "1.00", "transfers_distinct_accounts"),
-        (a, 0, euro, "USD", "1.00", "transfers_currency_match"),
+        refusal(
+            "transfers_no_overdraft",
+            "more than a holds",
+            insert_transfer(a, "0", b, "USD", "11.00"),
+        ),
+        refusal(
+            "transfers_sequence_contiguous",
+            "seq 1 without a seq 0",
+            insert_transfer(a, "1", b, "USD", "1.00"),
+        ),
+        refusal(
+            "transfers_amount_scale",
+            "a tenth of a cent",
+            insert_transfer(a, "0", b, "USD", "0.001"),
+        ),
+        refusal(
+            "transfers_amount_positive",
+            "zero moves nothing",
+            insert_transfer(a, "0", b, "USD", "0"),
+        ),
+        refusal(
+            "transfers_amount_positive",
+            "negative",
+            insert_transfer(a, "0", b, "USD", "-5"),
+        ),
+        refusal(
+            "transfers_distinct_accounts",
+            "to itself",
+            insert_transfer(a, "0", a, "USD", "1.00"),
+        ),
+        refusal(
+            "transfers_currency_match",
+            "USD into a EUR account",
+            insert_transfer(a, "0", euro, "USD", "1.00"),
+        ),
+        refusal(
+            "transfers_pkey",
+            "the source's seq 0 is taken: a lost race",
+            insert_transfer(system, "0", b, "USD", "1.00"),
+        ),
+        refusal(
+            "transfers_batch_time_order",
+            "a batch time before the source's previous row",
+            format!(
+                "select set_config('ledger.batch_at', '2000-01-01T00:00:00Z', true);
+                 {}",
+                insert_transfer(system, "1", b, "USD", "1.00")
+            ),
+        ),
+        refusal(
+            "accounts_pkey",
+            "the id is taken",
+            format!(
+                "insert into ledger.accounts (account_id, currency_code) values ('{a}', 'USD')"
+            ),
+        ),
+        refusal(
+            "accounts_currency_code_fkey",
+            "not a currency of ledger.currencies",
+            "insert into ledger.accounts (account_id, currency_code)
+             values (gen_random_uuid(), 'ZZZ')"
+                .to_owned(),
+        ),
     ];
-    for (source, seq, destination, currency, amount, constraint) in cases {
+    for case in &cases {
+        client.batch_execute("begin").await.expect("begin");
         let error = client
-            .execute(
-                "insert into ledger.transfers (source_account_id, source_seq, transfer_id,
-                     destination_account_id, currency_code, amount)
-                 values ($1, $2, gen_random_uuid(), $3, $4, $5::text::numeric)",
-                &[
-                    &source.as_uuid(),
-                    &(seq as i64),
-                    &destination.as_uuid(),
-                    &currency,
-                    &amount,
-                ],
-            )
+            .batch_execute(&case.sql)
             .await
-            .expect_err(constraint);
+            .expect_err(case.constraint);
+        client.batch_execute("rollback").await.expect("rollback");
         let violated = error.as_db_error().and_then(|db| db.constraint());
-        assert_eq!(violated, Some(constraint), "{error:?}");
+        assert_eq!(violated, Some(case.constraint), "{}: {error:?}", case.why);
     }
-    let count: i64 = client
-        .query_one("select count(*) from ledger.transfers", &[])
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(count, 2, "only the two opening deposits exist");
+
+    // Every name the store maps is fired by some case above.
+    for constraint in Constraint::ALL {
+        assert!(
+            cases
+                .iter()
+                .any(|case| case.constraint == constraint.name()),
+            "no plain-SQL write fires {}, which the store maps",
+            constraint.name()
+        );
+    }
+    assert_eq!(database.snapshot().await, before, "nothing was written");
     closer.batch_execute("rollback").await.expect("rollback");
 }

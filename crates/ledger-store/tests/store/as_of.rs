@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ledger_domain::AccountId;
 use ledger_store::Ledger;
 
-use super::support::{assert_invariants, balance, database, dec, open};
+use ledger_testkit::{assert_invariants, balance, dec, open, transfer, TestDatabase};
 
 async fn db_now(ledger: &Ledger, account: AccountId) -> DateTime<Utc> {
     ledger.balance(account).await.expect("balance").at
@@ -30,7 +30,7 @@ async fn wait_until_final(ledger: &Ledger, at: DateTime<Utc>) {
 
 #[tokio::test]
 async fn balances_as_of_past_times_are_the_balances_then() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let before_anything = chrono::Utc::now() - chrono::Duration::hours(1);
     let account = open(&ledger, "100.00").await;
     let after_opening = db_now(&ledger, account).await;
@@ -68,18 +68,15 @@ async fn balances_as_of_past_times_are_the_balances_then() {
     let now = db_now(&ledger, account).await;
     assert_eq!(at(now).await, balance(&ledger, account).await, "now");
     assert_eq!(at(now).await, dec("75.00"));
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test]
 async fn a_final_answer_never_changes() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "100.00").await;
     let other = open(&ledger, "0").await;
-    ledger
-        .transfer(account, other, dec("10.00"), None, None)
-        .await
-        .expect("transfer");
+    transfer(&ledger, account, other, "10.00").await;
     let asked_at = db_now(&ledger, account).await;
 
     wait_until_final(&ledger, asked_at).await;
@@ -89,14 +86,8 @@ async fn a_final_answer_never_changes() {
 
     // Later activity on both sides of the account.
     for _ in 0..5 {
-        ledger
-            .transfer(account, other, dec("1.00"), None, None)
-            .await
-            .expect("transfer");
-        ledger
-            .transfer(other, account, dec("0.50"), None, None)
-            .await
-            .expect("transfer back");
+        transfer(&ledger, account, other, "1.00").await;
+        transfer(&ledger, other, account, "0.50").await;
     }
     wait_until_final(&ledger, db_now(&ledger, account).await).await;
 
@@ -106,7 +97,7 @@ async fn a_final_answer_never_changes() {
 
 #[tokio::test]
 async fn an_answer_is_not_final_while_a_transaction_that_could_change_it_is_in_flight() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "50.00").await;
     let destination = open(&ledger, "0").await;
 
@@ -154,7 +145,7 @@ async fn an_answer_is_not_final_while_a_transaction_that_could_change_it_is_in_f
 
 #[tokio::test]
 async fn checkpointed_balances_agree_with_the_log_at_every_point_in_time() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "0").await;
     let mut moments = Vec::new();
     for round in 0..6 {
@@ -197,5 +188,5 @@ async fn checkpointed_balances_agree_with_the_log_at_every_point_in_time() {
         assert_eq!(derived.balance, expected, "as of round {round}");
     }
     assert_eq!(balance(&ledger, account).await, dec("375.00"));
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }

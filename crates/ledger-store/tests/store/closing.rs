@@ -11,10 +11,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use ledger_domain::{AccountId, DomainError, IdempotencyKey};
 use ledger_store::{Ledger, StoreError};
-use ledger_testkit::TestDatabase;
 use rand::Rng;
 
-use super::support::{assert_invariants, balance, close_in_progress, database, dec, open};
+use ledger_testkit::{assert_invariants, balance, close_in_progress, dec, open, TestDatabase};
 
 /// Rounds of the stress test; `LEDGER_CLOSE_STRESS_ROUNDS` overrides.
 fn stress_rounds() -> usize {
@@ -74,7 +73,7 @@ async fn transfers_after_close(database: &TestDatabase, account: AccountId) -> i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_closes_amid_deposits_and_withdrawals_never_strand_money_or_freeze_an_account() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let rounds = stress_rounds();
     let (mut closed, mut refused) = (0, 0);
     for round in 0..rounds {
@@ -146,12 +145,12 @@ async fn concurrent_closes_amid_deposits_and_withdrawals_never_strand_money_or_f
     println!("{rounds} rounds: {closed} closed, {refused} stayed open");
     let report = ledger.verify().await.expect("verify");
     assert!(report.violations.is_empty(), "{:?}", report.violations);
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_abandoned_at_any_point_leaves_the_account_open() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     for delay_us in (0..30_000).step_by(1_500) {
         let account = open(&ledger, "0").await;
         let close = {
@@ -204,7 +203,7 @@ async fn a_close_abandoned_at_any_point_leaves_the_account_open() {
 
 #[tokio::test]
 async fn a_close_refused_for_a_reused_idempotency_key_leaves_its_account_open() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let first = open(&ledger, "0").await;
     let second = open(&ledger, "0").await;
     let key = IdempotencyKey::parse("close-once").expect("key");
@@ -239,7 +238,7 @@ async fn a_close_refused_for_a_reused_idempotency_key_leaves_its_account_open() 
 
 #[tokio::test]
 async fn transfers_meet_a_close_in_progress_with_a_retryable_refusal_and_its_outcome_after() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     for (outcome, expected_after) in [("rollback", "open"), ("commit", "closed")] {
         let account = open(&ledger, "0").await;
         let closer = close_in_progress(&database, account).await;

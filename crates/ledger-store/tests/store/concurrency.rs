@@ -8,11 +8,11 @@ use ledger_domain::DomainError;
 use ledger_store::StoreError;
 use rand::{Rng, SeedableRng};
 
-use super::support::{assert_invariants, balance, database, dec, open, open_in};
+use ledger_testkit::{assert_invariants, balance, dec, open, open_in, TestDatabase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sequence_numbers_are_gap_free_from_zero_under_64_concurrent_writers() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let ledger = ledger;
     let source = open(&ledger, "1000.00").await;
     let destination = open(&ledger, "0").await;
@@ -34,12 +34,12 @@ async fn sequence_numbers_are_gap_free_from_zero_under_64_concurrent_writers() {
     sequences.sort_unstable();
     assert_eq!(sequences, (0..64).collect::<Vec<i64>>());
     assert_eq!(balance(&ledger, source).await, dec("936.00"));
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_withdrawals_beyond_the_balance_never_overdraw() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "1000.00").await;
     let amount = dec("30.00");
 
@@ -62,12 +62,12 @@ async fn concurrent_withdrawals_beyond_the_balance_never_overdraw() {
     // floor(1000 / 30) = 33 withdrawals fit.
     assert_eq!(successes, 33);
     assert_eq!(balance(&ledger, account).await, dec("10.00"));
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn opposite_transfers_between_two_accounts_all_succeed_without_deadlock() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "500.00").await;
     let b = open(&ledger, "500.00").await;
 
@@ -98,12 +98,12 @@ async fn opposite_transfers_between_two_accounts_all_succeed_without_deadlock() 
         elapsed < Duration::from_secs(5),
         "200 opposite transfers took {elapsed:?}"
     );
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_stress_keeps_every_currency_summing_to_zero() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     // The horizon ticker lets the write path take incoming checkpoints, so
     // this also exercises checkpointed balances.
     let ticker = tokio::spawn(ledger.clone().run_horizon_ticker(Duration::from_millis(20)));
@@ -165,12 +165,12 @@ async fn random_stress_keeps_every_currency_summing_to_zero() {
     ticker.abort();
 
     assert!(applied > 1_000, "only {applied} postings applied");
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deposits_race_on_the_system_account_without_losing_any() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let accounts: Vec<_> = join_all((0..8).map(|_| open(&ledger, "0"))).await;
 
     let deposits = (0..64).map(|i| {
@@ -185,13 +185,13 @@ async fn deposits_race_on_the_system_account_without_losing_any() {
     for account in accounts {
         assert_eq!(balance(&ledger, account).await, dec("20.00"));
     }
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_first_deposits_in_a_new_currency_race_to_create_its_system_account() {
     for _round in 0..5 {
-        let (database, ledger) = database().await;
+        let (_database, ledger) = TestDatabase::with_ledger().await;
         let chf = ledger_domain::Currency::parse("CHF").expect("CHF");
         // Open accounts without funding: the system account does not exist yet.
         let accounts: Vec<_> = join_all((0..8).map(|_| open_in(&ledger, chf, "0"))).await;
@@ -203,6 +203,6 @@ async fn the_first_deposits_in_a_new_currency_race_to_create_its_system_account(
         for result in join_all(first_deposits).await {
             result.expect("task").expect("every first deposit succeeds");
         }
-        assert_invariants(&database).await;
+        assert_invariants(&ledger).await;
     }
 }

@@ -3,7 +3,17 @@
 use ledger_domain::{AccountId, Currency, DomainError, IdempotencyKey, TransferId};
 use ledger_store::{NewAccount, StoreError};
 
-use super::support::{database, dec, open, open_in, state, usd};
+use ledger_testkit::{dec, open, open_in, usd, TestDatabase};
+
+/// A request to open a USD account.
+fn usd_account(id: Option<AccountId>, initial_balance: Option<&str>) -> NewAccount {
+    NewAccount {
+        id,
+        currency: usd(),
+        initial_balance: initial_balance.map(dec),
+        metadata: None,
+    }
+}
 
 fn domain(result: Result<impl std::fmt::Debug, StoreError>) -> DomainError {
     match result {
@@ -14,7 +24,7 @@ fn domain(result: Result<impl std::fmt::Debug, StoreError>) -> DomainError {
 
 #[tokio::test]
 async fn each_refused_operation_names_its_reason_and_changes_nothing() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let rich = open(&ledger, "100.00").await;
     let poor = open(&ledger, "1.00").await;
     let empty = open(&ledger, "0").await;
@@ -25,7 +35,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
         .transfer(rich, poor, dec("1.00"), None, Some(&key))
         .await
         .expect("first use of the key");
-    let before = state(&database).await;
+    let before = database.snapshot().await;
 
     assert_eq!(
         domain(ledger.transfer(missing, rich, dec("1"), None, None).await),
@@ -98,15 +108,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     assert_eq!(
         domain(
             ledger
-                .open_account(
-                    NewAccount {
-                        id: Some(rich),
-                        currency: usd(),
-                        initial_balance: None,
-                        metadata: None
-                    },
-                    None
-                )
+                .open_account(usd_account(Some(rich), None), None)
                 .await
         ),
         DomainError::AccountExists(rich)
@@ -114,15 +116,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     assert_eq!(
         domain(
             ledger
-                .open_account(
-                    NewAccount {
-                        id: None,
-                        currency: usd(),
-                        initial_balance: Some(dec("-1")),
-                        metadata: None
-                    },
-                    None
-                )
+                .open_account(usd_account(None, Some("-1")), None)
                 .await
         ),
         DomainError::NegativeInitialBalance
@@ -130,15 +124,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     assert!(matches!(
         domain(
             ledger
-                .open_account(
-                    NewAccount {
-                        id: None,
-                        currency: usd(),
-                        initial_balance: Some(dec("0.005")),
-                        metadata: None
-                    },
-                    None
-                )
+                .open_account(usd_account(None, Some("0.005")), None)
                 .await
         ),
         DomainError::BadScale { .. }
@@ -163,16 +149,16 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
         "same key, different amount"
     );
 
-    assert_eq!(state(&database).await, before);
+    assert_eq!(database.snapshot().await, before);
 }
 
 #[tokio::test]
 async fn a_closed_account_accepts_no_transfers_in_either_direction() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let open_account = open(&ledger, "10.00").await;
     let closed = open(&ledger, "0").await;
     ledger.close_account(closed, None).await.expect("close");
-    let before = state(&database).await;
+    let before = database.snapshot().await;
 
     assert_eq!(
         domain(
@@ -191,5 +177,5 @@ async fn a_closed_account_accepts_no_transfers_in_either_direction() {
         DomainError::AccountClosed(closed),
         "closing twice"
     );
-    assert_eq!(state(&database).await, before);
+    assert_eq!(database.snapshot().await, before);
 }

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use ledger_domain::{AccountId, DomainError, IdempotencyKey};
 use ledger_store::{Ledger, NewAccount, StoreError};
-use ledger_testkit::TestDatabase;
 
-use super::support::{assert_invariants, balance, database, dec, open, usd};
+use ledger_testkit::{assert_invariants, balance, dec, open, usd, TestDatabase};
 
 /// Makes every insert into `account` wait `seconds` in the database, so that
 /// the writes behind it in its source's queue form one group.
@@ -81,7 +80,7 @@ fn is_service_error(err: &StoreError) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_writers_out_of_one_source_are_grouped_without_a_service_error() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "1000.00").await;
     let destinations = [open(&ledger, "0").await, open(&ledger, "0").await];
 
@@ -110,12 +109,12 @@ async fn sixty_four_writers_out_of_one_source_are_grouped_without_a_service_erro
     eprintln!("group commit: {stats}");
     assert!(stats.largest_group > 1, "no group formed: {stats}");
     assert!(stats.most_lost_races_in_a_group <= 1, "{stats}");
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leg_that_would_overdraw_fails_alone_and_the_rest_of_its_group_applies() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "11.00").await;
     let held_up = open(&ledger, "0").await;
     let destination = open(&ledger, "0").await;
@@ -151,12 +150,12 @@ async fn a_leg_that_would_overdraw_fails_alone_and_the_rest_of_its_group_applies
         stats.largest_group >= 5,
         "the five did not form one group: {stats}"
     );
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "100.00").await;
     let held_up = open(&ledger, "0").await;
     let refusing = open(&ledger, "0").await;
@@ -192,12 +191,12 @@ async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
     assert_eq!(balance(&ledger, refusing).await, dec("0.00"));
     let stats = ledger.group_commit_metrics().snapshot();
     assert!(stats.refused_groups >= 1, "no group was refused: {stats}");
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "100.00").await;
     let held_up = open(&ledger, "0").await;
     let destination = open(&ledger, "0").await;
@@ -229,12 +228,12 @@ async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
     assert_eq!(replays, 1, "exactly one leg replays the other");
     assert_eq!(balance(&ledger, destination).await, dec("5.00"));
     assert!(ledger.group_commit_metrics().snapshot().largest_group >= 2);
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_keyed_leg_refused_inside_a_group_leaves_no_key_behind() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "10.00").await;
     let held_up = open(&ledger, "0").await;
     let destination = open(&ledger, "0").await;
@@ -282,7 +281,7 @@ async fn a_keyed_leg_refused_inside_a_group_leaves_no_key_behind() {
         .expect("the retried transfer");
     assert!(!retried.replayed);
     assert_eq!(balance(&ledger, destination).await, dec("52.00"));
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -330,12 +329,12 @@ async fn a_full_queue_answers_unavailable_at_once() {
     assert_eq!(applied, 2, "the queue holds two");
     assert_eq!(refused, 18);
     assert_eq!(ledger.group_commit_metrics().snapshot().queue_full, 18);
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deposits_and_openings_share_the_system_accounts_groups() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let accounts = [open(&ledger, "0").await, open(&ledger, "0").await];
 
     let deposits = (0..64).map(|i| {
@@ -377,13 +376,13 @@ async fn deposits_and_openings_share_the_system_accounts_groups() {
     let stats = ledger.group_commit_metrics().snapshot();
     eprintln!("system account group commit: {stats}");
     assert!(stats.largest_group > 1, "no group formed: {stats}");
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
     assert!(ledger.verify().await.expect("verify").violations.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_service_instances_on_one_database_keep_every_invariant() {
-    let (database, first) = database().await;
+    let (database, first) = TestDatabase::with_ledger().await;
     let second = database.ledger();
     let sources = [open(&first, "500.00").await, open(&first, "500.00").await];
     let destinations = [open(&first, "0").await, open(&first, "0").await];
@@ -426,7 +425,7 @@ async fn two_service_instances_on_one_database_keep_every_invariant() {
         }
     }
 
-    assert_invariants(&database).await;
+    assert_invariants(&first).await;
     let report = first.verify().await.expect("verify");
     assert!(report.violations.is_empty(), "{:?}", report.violations);
     for (name, ledger) in [("first", &first), ("second", &second)] {

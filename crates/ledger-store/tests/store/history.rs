@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use ledger_store::{Direction, HistoryQuery};
 
-use super::support::{database, dec, open};
+use ledger_testkit::{dec, open, transfer, TestDatabase};
 
 #[tokio::test]
 async fn history_lists_both_directions_newest_first_page_by_page() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "10.00").await;
     let other = open(&ledger, "10.00").await;
     for i in 0..5 {
@@ -63,23 +63,12 @@ async fn history_lists_both_directions_newest_first_page_by_page() {
 
 #[tokio::test]
 async fn history_can_be_limited_to_a_time_window() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "10.00").await;
     let other = open(&ledger, "0").await;
-    let first = ledger
-        .transfer(account, other, dec("1.00"), None, None)
-        .await
-        .expect("t")
-        .value;
-    let second = ledger
-        .transfer(account, other, dec("2.00"), None, None)
-        .await
-        .expect("t")
-        .value;
-    ledger
-        .transfer(account, other, dec("3.00"), None, None)
-        .await
-        .expect("t");
+    let first = transfer(&ledger, account, other, "1.00").await;
+    let second = transfer(&ledger, account, other, "2.00").await;
+    transfer(&ledger, account, other, "3.00").await;
 
     let window = HistoryQuery {
         from: Some(first.created_at),

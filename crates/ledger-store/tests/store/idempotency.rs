@@ -4,11 +4,11 @@ use futures::future::join_all;
 use ledger_domain::{Currency, DomainError, IdempotencyKey};
 use ledger_store::{NewAccount, StoreError};
 
-use super::support::{balance, database, dec, open, state};
+use ledger_testkit::{balance, dec, open, TestDatabase};
 
 #[tokio::test]
 async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "10.00").await;
     let destination = open(&ledger, "0").await;
     let key = IdempotencyKey::parse("payment-42").expect("key");
@@ -17,7 +17,7 @@ async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
         .transfer(source, destination, dec("3.00"), None, Some(&key))
         .await
         .expect("first");
-    let after_first = state(&database).await;
+    let after_first = database.snapshot().await;
     let second = ledger
         .transfer(source, destination, dec("3.0"), None, Some(&key))
         .await
@@ -26,13 +26,13 @@ async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
     assert!(!first.replayed);
     assert!(second.replayed);
     assert_eq!(second.value, first.value);
-    assert_eq!(state(&database).await, after_first);
+    assert_eq!(database.snapshot().await, after_first);
     assert_eq!(balance(&ledger, destination).await, dec("3.00"));
 }
 
 #[tokio::test]
 async fn the_same_key_with_a_different_request_is_refused() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "10.00").await;
     let destination = open(&ledger, "0").await;
     let key = IdempotencyKey::parse("payment-43").expect("key");
@@ -40,7 +40,7 @@ async fn the_same_key_with_a_different_request_is_refused() {
         .transfer(source, destination, dec("3.00"), None, Some(&key))
         .await
         .expect("first");
-    let before = state(&database).await;
+    let before = database.snapshot().await;
 
     let different_amount = ledger
         .transfer(source, destination, dec("4.00"), None, Some(&key))
@@ -55,12 +55,12 @@ async fn the_same_key_with_a_different_request_is_refused() {
             Err(StoreError::Domain(DomainError::IdempotencyKeyReused))
         ));
     }
-    assert_eq!(state(&database).await, before);
+    assert_eq!(database.snapshot().await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_with_one_key_apply_once() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "100.00").await;
     let destination = open(&ledger, "0").await;
     let key = IdempotencyKey::parse("retry-storm").expect("key");
@@ -94,7 +94,7 @@ async fn concurrent_retries_with_one_key_apply_once() {
 
 #[tokio::test]
 async fn opening_an_account_with_a_key_twice_opens_it_once() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let key = IdempotencyKey::parse("open-1").expect("key");
     let request = || NewAccount {
         id: None,
@@ -106,7 +106,7 @@ async fn opening_an_account_with_a_key_twice_opens_it_once() {
         .open_account(request(), Some(&key))
         .await
         .expect("open");
-    let after_first = state(&database).await;
+    let after_first = database.snapshot().await;
     let again = ledger
         .open_account(request(), Some(&key))
         .await
@@ -114,5 +114,5 @@ async fn opening_an_account_with_a_key_twice_opens_it_once() {
 
     assert!(again.replayed);
     assert_eq!(again.value.id, first.value.id);
-    assert_eq!(state(&database).await, after_first);
+    assert_eq!(database.snapshot().await, after_first);
 }

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use ledger_store::Ledger;
 
-use super::support::{database, dec, open};
+use ledger_testkit::{dec, open, transfer, TestDatabase};
 
 async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
     let now = ledger
-        .balance(ledger_domain::AccountId::system(super::support::usd()))
+        .balance(ledger_domain::AccountId::system(ledger_testkit::usd()))
         .await;
     let now = now.map(|b| b.at).unwrap_or_else(|_| chrono::Utc::now());
     for _ in 0..200 {
@@ -24,14 +24,11 @@ async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
 
 #[tokio::test]
 async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     for _ in 0..5 {
-        ledger
-            .transfer(a, b, dec("1.00"), None, None)
-            .await
-            .expect("transfer");
+        transfer(&ledger, a, b, "1.00").await;
     }
 
     let report = ledger.verify().await.expect("verify");
@@ -43,18 +40,12 @@ async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
 
 #[tokio::test]
 async fn verify_names_the_row_a_superuser_tampered_with() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let mut transfers = Vec::new();
     for _ in 0..4 {
-        transfers.push(
-            ledger
-                .transfer(a, b, dec("1.00"), None, None)
-                .await
-                .expect("transfer")
-                .value,
-        );
+        transfers.push(transfer(&ledger, a, b, "1.00").await);
     }
     let target = &transfers[2];
 
@@ -83,14 +74,10 @@ async fn verify_names_the_row_a_superuser_tampered_with() {
 
 #[tokio::test]
 async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
-    let transfer = ledger
-        .transfer(a, b, dec("4.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
+    let transfer = transfer(&ledger, a, b, "4.00").await;
     let client = database.connect().await.expect("connect");
     client
         .batch_execute(&format!(
@@ -115,23 +102,13 @@ async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
 
 #[tokio::test]
 async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let c = open(&ledger, "3.00").await;
-    let proven = ledger
-        .transfer(a, b, dec("2.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
-    ledger
-        .transfer(a, c, dec("1.00"), None, None)
-        .await
-        .expect("later transfer");
-    ledger
-        .transfer(c, b, dec("1.00"), None, None)
-        .await
-        .expect("another chain");
+    let proven = transfer(&ledger, a, b, "2.00").await;
+    transfer(&ledger, a, c, "1.00").await;
+    transfer(&ledger, c, b, "1.00").await;
 
     let at = final_now(&ledger).await;
     let stored = ledger.digest(Some(at)).await.expect("digest");
@@ -145,10 +122,7 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
     );
 
     // More activity later does not change the digest as of `at`.
-    ledger
-        .transfer(b, a, dec("1.00"), None, None)
-        .await
-        .expect("transfer");
+    transfer(&ledger, b, a, "1.00").await;
     final_now(&ledger).await;
     assert_eq!(ledger.digest(Some(at)).await.expect("digest"), stored);
     assert_ne!(ledger.digest(None).await.expect("digest").root, stored.root);
@@ -161,7 +135,7 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
 
 #[tokio::test]
 async fn the_rust_encoding_matches_the_database_encoding() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
     let metadata = ledger_domain::Metadata::parse(serde_json::json!({"b": [1, 2.50], "a": "x|y"}))
@@ -193,7 +167,7 @@ async fn the_rust_encoding_matches_the_database_encoding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
-    let (database, _) = database().await;
+    let (database, _) = TestDatabase::with_ledger().await;
     // A small pool and a short wait for a connection: a proof that held two
     // connections at once (hold and wait) left four concurrent ones each
     // waiting for a second connection nobody would free.
@@ -203,11 +177,7 @@ async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
     });
     let a = open(&ledger, "10.00").await;
     let b = open(&ledger, "0").await;
-    let proven = ledger
-        .transfer(a, b, dec("1.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
+    let proven = transfer(&ledger, a, b, "1.00").await;
     let at = final_now(&ledger).await;
 
     let proofs = (0..32).map(|_| {

@@ -17,7 +17,7 @@ use ledger_store::StoreError;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use super::support::{assert_invariants, database, open};
+use ledger_testkit::{assert_invariants, open, TestDatabase};
 
 /// Withdraws whatever the account holds, then closes it: both may lose to
 /// concurrent operations, which is the point.
@@ -34,7 +34,7 @@ async fn drain_and_close(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn interleaved_operations_equal_a_replay_of_the_log() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let other_instance = database.ledger();
     let ticker = tokio::spawn(ledger.clone().run_horizon_ticker(Duration::from_millis(10)));
     let mut accounts = Vec::new();
@@ -127,10 +127,10 @@ async fn interleaved_operations_equal_a_replay_of_the_log() {
             assert!(account.balance.is_zero(), "closed account {id} holds money");
         }
     }
-    let system = AccountId::system(super::support::usd());
+    let system = AccountId::system(ledger_testkit::usd());
     let system_balance = ledger.get_account(system).await.expect("system").balance;
     assert_eq!(system_balance, replayed[&system.as_uuid()]);
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
     assert!(ledger.verify().await.expect("verify").violations.is_empty());
     eprintln!(
         "model check: {accepted} operations accepted, {} rows, {closed} accounts closed",

@@ -3,35 +3,32 @@
 use ledger_domain::{Currency, DomainError};
 use ledger_store::StoreError;
 
-use super::support::{assert_invariants, balance, database, dec, open, open_in, state};
+use ledger_testkit::{assert_invariants, balance, dec, open, open_in, transfer, TestDatabase};
 
 #[tokio::test]
 async fn ten_transfers_of_a_tenth_move_exactly_one() {
-    let (database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let source = open(&ledger, "1.00").await;
     let destination = open(&ledger, "0").await;
 
     for _ in 0..10 {
-        ledger
-            .transfer(source, destination, dec("0.1"), None, None)
-            .await
-            .expect("transfer");
+        transfer(&ledger, source, destination, "0.1").await;
     }
 
     assert_eq!(balance(&ledger, destination).await, dec("1.00"));
     assert_eq!(balance(&ledger, source).await, dec("0"));
-    assert_invariants(&database).await;
+    assert_invariants(&ledger).await;
 }
 
 #[tokio::test]
 async fn an_amount_with_more_decimals_than_the_currency_allows_is_rejected() {
-    let (database, ledger) = database().await;
+    let (database, ledger) = TestDatabase::with_ledger().await;
     let yen = Currency::parse("JPY").expect("JPY");
     let dinar = Currency::parse("KWD").expect("KWD");
     let usd_account = open(&ledger, "10.00").await;
     let yen_account = open_in(&ledger, yen, "1000").await;
     let dinar_account = open_in(&ledger, dinar, "1.000").await;
-    let before = state(&database).await;
+    let before = database.snapshot().await;
 
     let cases = [
         (usd_account, "0.001", "USD has 2 decimals"),
@@ -48,7 +45,7 @@ async fn an_amount_with_more_decimals_than_the_currency_allows_is_rejected() {
             "{why}: {result:?}"
         );
     }
-    assert_eq!(state(&database).await, before);
+    assert_eq!(database.snapshot().await, before);
 
     // Trailing zeros are not extra precision.
     ledger
@@ -60,7 +57,7 @@ async fn an_amount_with_more_decimals_than_the_currency_allows_is_rejected() {
 
 #[tokio::test]
 async fn amounts_are_stored_at_the_currency_scale() {
-    let (_database, ledger) = database().await;
+    let (_database, ledger) = TestDatabase::with_ledger().await;
     let account = open(&ledger, "12.5").await;
     let transfer = ledger
         .withdraw(account, dec("2"), None, None)
@@ -73,7 +70,7 @@ async fn amounts_are_stored_at_the_currency_scale() {
 
 #[tokio::test]
 async fn every_domain_currency_is_in_the_database_with_the_same_scale() {
-    let (database, _ledger) = database().await;
+    let (database, _ledger) = TestDatabase::with_ledger().await;
     let client = database.connect().await.expect("connect");
     let rows = client
         .query(

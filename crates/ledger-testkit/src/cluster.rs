@@ -1,8 +1,9 @@
 //! A PostgreSQL cluster that belongs to one test, so that the test may stop
 //! and start it without disturbing anything else. It is the project's own
 //! `scripts/ensure-postgres.sh`, pointed at a free loopback port and a data
-//! directory under `target/`; the directory is reused between runs (initdb
-//! runs only the first time).
+//! directory the test names (under `target/`); the directory is reused
+//! between runs (initdb runs only the first time). Databases on it are
+//! [`crate::TestDatabase::create_on`] its [`Cluster::admin_url`].
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -35,11 +36,11 @@ impl Cluster {
                 .is_ok_and(|out| out.status.success())
     }
 
-    /// Starts a cluster on a free loopback port. A cluster left running by
-    /// an earlier, interrupted run of the suite is stopped first.
-    pub fn start() -> anyhow::Result<Self> {
+    /// Starts a cluster on a free loopback port, its data in `data_dir`. A
+    /// cluster left running there by an earlier, interrupted run of the
+    /// suite is stopped first.
+    pub fn start(data_dir: PathBuf) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faults-pgdata");
         let admin_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         let cluster = Self {
             port,
@@ -56,11 +57,6 @@ impl Cluster {
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
     pub fn admin_url(&self) -> &str {
         &self.admin_url
-    }
-
-    /// The URL of database `name` on this cluster.
-    pub fn database_url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
     /// `pg_ctl stop -m fast`: open sessions are terminated, new ones refused.
@@ -117,17 +113,7 @@ impl Drop for Cluster {
 }
 
 /// A loopback port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("Failed to bind a free port")?;
     Ok(listener.local_addr()?.port())
-}
-
-/// Creates an empty database on `admin_url`; the server migrates it.
-pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let admin = ledger_testkit::connect(admin_url).await?;
-    admin
-        .batch_execute(&format!("create database {name}"))
-        .await
-        .with_context(|| format!("Failed to create database {name}"))?;
-    Ok(())
 }

@@ -22,10 +22,11 @@ pub struct LedgerProcess {
 }
 
 impl LedgerProcess {
-    /// Starts the binary against `database_url` on `127.0.0.1:0`, with
-    /// `env` on top of the suite's defaults, and waits until it listens.
-    pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
+    /// Starts `binary` (the `ledger` binary) against `database_url` on
+    /// `127.0.0.1:0`, with `env` on top of the suite's defaults, and waits
+    /// until it listens.
+    pub fn start(binary: &str, database_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .env("DATABASE_URL", database_url)
@@ -123,13 +124,20 @@ impl LedgerProcess {
     }
 }
 
-impl Drop for LedgerProcess {
-    fn drop(&mut self) {
-        // Never leave a server behind, whatever path the test took.
+impl LedgerProcess {
+    /// Kills the process if it still runs, without panicking: for drops.
+    pub(crate) fn shut_down(&mut self) {
         if self.is_running() {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for LedgerProcess {
+    fn drop(&mut self) {
+        // Never leave a server behind, whatever path the test took.
+        self.shut_down();
     }
 }
 
