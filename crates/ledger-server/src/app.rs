@@ -59,13 +59,14 @@ use crate::telemetry;
         batches::get_batch,
         journal::digest,
         journal::proof,
+        journal::consistency,
     ),
     components(schemas(Problem, ErrorCode, dto::Money, dto::AmountInput)),
     modifiers(&IdempotencyKeyHeaderSchema, &BodyResponses),
     tags(
         (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
         (name = "transfers", description = "Money moved between two customer accounts, one transfer at a time or in atomic batches."),
-        (name = "journal", description = "The verifiable journal: a digest of every account's hash chain, and inclusion proofs."),
+        (name = "journal", description = "The verifiable journal: a Merkle tree over every transfer: digests, inclusion proofs, consistency proofs."),
         (name = "operations", description = "Liveness and readiness probes."),
     ),
 )]
@@ -256,6 +257,11 @@ pub fn build_app(
             "/journal/digest",
             "GET, HEAD",
             vec![get().to(journal::digest)],
+        ))
+        .service(route(
+            "/journal/consistency",
+            "GET, HEAD",
+            vec![get().to(journal::consistency)],
         ))
         .service(route(
             "/openapi.json",

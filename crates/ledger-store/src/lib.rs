@@ -41,7 +41,7 @@ pub use balances::PAGE_BYTE_BUDGET;
 pub use config::{StoreConfig, MAX_GROUP_LEGS};
 pub use error::StoreError;
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
-pub use journal::{Digest, InclusionProof};
+pub use journal::{ConsistencyProof, Digest, InclusionProof, TreeHead};
 pub use verify::{VerifyReport, Violation};
 
 /// The statements of the transfer write path, for benchmarks that must drive
