@@ -208,7 +208,6 @@ impl Ledger {
         // journal work: never two at once (hold and wait on the pool).
         let _turn = self.journal_slots.acquire(self.config.journal_wait).await?;
         let mut client = self.client().await?;
-        let at = final_time(&client, at).await?;
         let transfer = client
             .query_opt(
                 &format!(
@@ -224,6 +223,7 @@ impl Ledger {
             .await?
             .ok_or(DomainError::TransferNotFound(id))?;
         let row = read_row(&transfer)?;
+        let at = final_time(&client, at).await?;
         let created_at: DateTime<Utc> = transfer.try_get("created_at")?;
         if created_at >= at {
             return Err(DomainError::NotYetFinal {
