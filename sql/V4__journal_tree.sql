@@ -139,3 +139,30 @@ create trigger journal_nodes_no_truncate
 
 grant select, insert on ledger.journal_leaves, ledger.journal_nodes to ledger_app;
 grant execute on function ledger.check_journal_leaves() to ledger_app;
+
+-- Summarizes the BRIN index's complete page ranges from p_from_block on,
+-- and returns the block to start from next time. The journal sequencer
+-- calls it on every tick, so its scans of "the rows after the last leaf"
+-- read only the newest, unsummarized range, instead of every range that
+-- autosummarize (run by autovacuum, about once a minute) has not reached.
+-- Never the last, partial range: once summarized, every insert into it
+-- would widen its summary, one write to one index page shared by every
+-- writer. Security definer: summarizing takes the index owner's rights.
+create function ledger.summarize_journal_index(p_from_block bigint) returns bigint
+language plpgsql volatile security definer set search_path = pg_catalog as $$
+declare
+    pages_per_range constant bigint := 16;
+    blocks bigint := pg_relation_size('ledger.transfers')
+                     / current_setting('block_size')::bigint;
+    block bigint := greatest(p_from_block, 0) - greatest(p_from_block, 0) % pages_per_range;
+begin
+    while block + pages_per_range <= blocks loop
+        perform brin_summarize_range('ledger.transfers_created_at_brin'::regclass, block);
+        block := block + pages_per_range;
+    end loop;
+    return block;
+end;
+$$;
+
+revoke all on function ledger.summarize_journal_index(bigint) from public;
+grant execute on function ledger.summarize_journal_index(bigint) to ledger_app;

@@ -312,7 +312,16 @@ impl Ledger {
     /// most 10,000 rows; returns the tree's size. The background sequencer
     /// calls it; digests and proofs call it too, so they never wait for it.
     pub async fn sequence_journal(&self) -> Result<u64, StoreError> {
+        use std::sync::atomic::Ordering;
         let mut client = self.client().await?;
+        // Keep the BRIN index summarized up to its last complete range, so
+        // that every step's read of the newest rows stays a few pages.
+        let from = self.journal_summarized.load(Ordering::Relaxed);
+        let next: i64 = client
+            .query_one("select ledger.summarize_journal_index($1)", &[&from])
+            .await?
+            .try_get(0)?;
+        self.journal_summarized.fetch_max(next, Ordering::Relaxed);
         catch_up(&mut client, usize::MAX).await
     }
 
