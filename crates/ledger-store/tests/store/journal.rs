@@ -539,3 +539,53 @@ async fn sequencers_racing_each_other_and_the_writers_build_one_tree() {
     assert_eq!(report.violations, vec![]);
     assert_eq!(report.leaves_checked, 202, "two openings, 200 transfers");
 }
+
+#[tokio::test]
+async fn plain_sql_leaves_that_break_the_tree_are_refused_by_name() {
+    let (database, ledger) = database().await;
+    let a = open(&ledger, "10.00").await;
+    let b = open(&ledger, "0").await;
+    final_now(&ledger).await;
+    ledger.sequence_journal().await.expect("sequence");
+    let late = ledger
+        .transfer(a, b, dec("1.00"), None, None)
+        .await
+        .expect("a row that is not final yet")
+        .value;
+    let client = database.connect().await.expect("connect");
+    let leaf = |index: i64, hash: &str| {
+        format!(
+            "insert into ledger.journal_leaves
+                 (leaf_index, source_account_id, source_seq, created_at, leaf_hash)
+             select {index}, source_account_id, source_seq, created_at, {hash}
+               from ledger.transfers where transfer_id = '{}'",
+            late.id
+        )
+    };
+    let right_hash = "sha256('\\x00'::bytea || row_hash)";
+    let cases = [
+        (
+            leaf(5, right_hash),
+            "journal_leaves_contiguous",
+            "a gap after leaf 0",
+        ),
+        (
+            leaf(1, "sha256('forged')"),
+            "journal_leaves_row_hash",
+            "not the hash of its row",
+        ),
+        (
+            leaf(1, right_hash),
+            "journal_leaves_final",
+            "the row is not final",
+        ),
+    ];
+    for (sql, constraint, why) in cases {
+        let err = client.batch_execute(&sql).await.expect_err(why);
+        assert_eq!(
+            err.as_db_error().and_then(|db| db.constraint()),
+            Some(constraint),
+            "{why}: {err}"
+        );
+    }
+}
