@@ -1,5 +1,8 @@
-//! GET /journal/digest and GET /transfers/{id}/proof: an auditor stores a
-//! digest, and later checks a transfer against it with a proof.
+//! GET /journal/digest, GET /transfers/{id}/proof and GET
+//! /journal/consistency: an auditor stores a digest, later checks a transfer
+//! against it with an inclusion proof, and checks that a newer digest
+//! extends it with a consistency proof. The checks below use only what the
+//! README's "Verifiable journal" says.
 
 use std::time::Duration;
 
@@ -43,27 +46,24 @@ fn sha256(parts: &[&[u8]]) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-/// What an auditor does with a proof, from the README's description only.
+/// What an auditor does with an inclusion proof, from the README only.
 fn check(proof: &Value, stored_root: &str) -> bool {
-    let mut hash = unhex(proof["previous_hash"].as_str().expect("hex"));
-    let mut seq = 0i64;
-    for link in proof["chain"].as_array().expect("chain") {
-        hash = sha256(&[
-            &hash,
-            link["encoding"].as_str().expect("encoding").as_bytes(),
-        ]);
-        if hex(&hash) != link["hash"].as_str().expect("hash") {
-            return false;
-        }
-        seq = link["seq"].as_i64().expect("seq");
-    }
-    let source = uuid::Uuid::parse_str(proof["source"].as_str().expect("source")).expect("uuid");
-    let mut node = sha256(&[&[0u8], source.as_bytes(), &seq.to_be_bytes(), &hash]);
+    // 1. The row hash from the previous hash and the encoding.
+    let row = sha256(&[
+        &unhex(proof["previous_hash"].as_str().expect("hex")),
+        proof["encoding"].as_str().expect("encoding").as_bytes(),
+    ]);
+    // 2. The leaf.
+    let mut node = sha256(&[&[0u8], &row]);
+    // 3. Fold the audit path (RFC 9162 §2.1.3.2).
     let (mut index, mut last) = (
         proof["leaf_index"].as_u64().expect("index"),
-        proof["digest"]["chains"].as_u64().expect("size") - 1,
+        proof["digest"]["tree_size"].as_u64().expect("size") - 1,
     );
     for sibling in proof["audit_path"].as_array().expect("path") {
+        if last == 0 {
+            return false;
+        }
         let sibling = unhex(sibling.as_str().expect("hex"));
         if index & 1 == 1 || index == last {
             node = sha256(&[&[1u8], &sibling, &node]);
@@ -77,7 +77,60 @@ fn check(proof: &Value, stored_root: &str) -> bool {
         index >>= 1;
         last >>= 1;
     }
+    // 4. Compare with the stored root.
     last == 0 && hex(&node) == stored_root
+}
+
+/// What an auditor does with a consistency proof between the digest they
+/// stored, `(first, first_root)`, and a newer one, from the README only
+/// (RFC 9162 §2.1.4.2).
+fn check_consistency(
+    first: u64,
+    first_root: &str,
+    second: u64,
+    second_root: &str,
+    proof: &[Value],
+) -> bool {
+    let mut path: Vec<Vec<u8>> = proof
+        .iter()
+        .map(|node| unhex(node.as_str().expect("hex")))
+        .collect();
+    if first == second {
+        return path.is_empty() && first_root == second_root;
+    }
+    if first == 0 || first > second {
+        return false;
+    }
+    if first.is_power_of_two() {
+        path.insert(0, unhex(first_root));
+    }
+    let (mut fn_, mut sn) = (first - 1, second - 1);
+    while fn_ & 1 == 1 {
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    let Some((seed, rest)) = path.split_first() else {
+        return false;
+    };
+    let (mut fr, mut sr) = (seed.clone(), seed.clone());
+    for c in rest {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            fr = sha256(&[&[1u8], c, &fr]);
+            sr = sha256(&[&[1u8], c, &sr]);
+            while fn_ & 1 == 0 && fn_ != 0 {
+                fn_ >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            sr = sha256(&[&[1u8], &sr, c]);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    hex(&fr) == first_root && hex(&sr) == second_root && sn == 0
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -114,9 +167,7 @@ async fn a_transfer_is_proven_against_a_digest_stored_earlier() {
     // The first link is the transfer itself, in the README's encoding:
     // ledger-transfer-v2|id|source|seq|destination|currency|amount|
     // created_at µs|source_outgoing_total|source_balance_after|metadata.
-    let encoding = proof.body["chain"][0]["encoding"]
-        .as_str()
-        .expect("encoding");
+    let encoding = proof.body["encoding"].as_str().expect("encoding");
     let fields: Vec<&str> = encoding.splitn(11, '|').collect();
     let created_at_micros = chrono::DateTime::parse_from_rfc3339(transfer.str("created_at"))
         .expect("created_at")
@@ -142,10 +193,7 @@ async fn a_transfer_is_proven_against_a_digest_stored_earlier() {
     );
 
     let mut forged = proof.body.clone();
-    forged["chain"][0]["encoding"] = json!(forged["chain"][0]["encoding"]
-        .as_str()
-        .expect("encoding")
-        .replace("|2.50|", "|25.00|"));
+    forged["encoding"] = json!(encoding.replace("|2.50|", "|25.00|"));
     assert!(!check(&forged, stored["root"].as_str().expect("root")));
 }
 
@@ -229,7 +277,6 @@ async fn a_sub_microsecond_time_is_truncated_so_digests_and_proofs_agree_with_th
         .get(&format!("/transfers/{id}/proof?at={}", urlencode(&next)))
         .await;
     proof.expect_status(200);
-    assert!(!proof.body["chain"].as_array().expect("chain").is_empty());
     let root = proof.body["digest"]["root"].as_str().expect("root");
     assert!(check(&proof.body, root));
 }
@@ -274,4 +321,171 @@ async fn times_outside_rfc3339_years_are_bad_requests_on_every_time_parameter() 
             );
         }
     }
+}
+
+/// `count` transfers of 0.01 from `a` to `b`, through `POST /batches`.
+async fn many_transfers(app: &TestApp, a: &str, b: &str, count: usize) {
+    let mut left = count;
+    while left > 0 {
+        let legs: Vec<Value> = (0..left.min(5_000))
+            .map(|_| json!({"source": a, "destination": b, "amount": "0.01"}))
+            .collect();
+        left -= legs.len();
+        app.post("/batches", &json!({ "transfers": legs }))
+            .await
+            .expect_status(201);
+    }
+}
+
+async fn consistency(app: &TestApp, from: u64, to: u64) -> Value {
+    let response = app
+        .get(&format!("/journal/consistency?from={from}&to={to}"))
+        .await;
+    response.expect_status(200);
+    response.body
+}
+
+#[tokio::test]
+async fn a_newer_digest_is_proven_to_extend_a_stored_one_until_a_tamperer_rewrites_the_tree() {
+    let app = spawn_app().await;
+    let a = app.funded_account("200.00").await;
+    let b = app.funded_account("0").await;
+    let victim = app.transfer(&a, &b, json!("1.00")).await;
+    victim.expect_status(201);
+    let stored = digest_after(&app, victim.str("created_at")).await;
+    let (first, first_root) = (
+        stored["tree_size"].as_u64().expect("size"),
+        stored["root"].as_str().expect("root").to_owned(),
+    );
+    let at = urlencode(stored["at"].as_str().expect("at"));
+    let id = victim.str("id").to_owned();
+
+    many_transfers(&app, &a, &b, 10_000).await;
+    let newer = digest_after(&app, &Utc::now().to_rfc3339()).await;
+    let second = newer["tree_size"].as_u64().expect("size");
+    let second_root = newer["root"].as_str().expect("root");
+    assert!(second >= first + 10_000, "{second} after {first}");
+    let proof = consistency(&app, first, second).await;
+    assert_eq!(proof["to"]["root"], newer["root"]);
+    let nodes = proof["proof"].as_array().expect("proof").clone();
+    assert!(nodes.len() <= 2 * 15, "O(log n): {}", nodes.len());
+    assert!(check_consistency(
+        first,
+        &first_root,
+        second,
+        second_root,
+        &nodes
+    ));
+    // The first transfer of a chain with 10,000 later rows: a proof of a
+    // dozen or so hashes.
+    let inclusion = app.get(&format!("/transfers/{id}/proof")).await;
+    inclusion.expect_status(200);
+    assert!(check(&inclusion.body, second_root));
+    assert!(inclusion.body.to_string().len() < 10 * 1024);
+
+    // A superuser edits the row with the triggers off: `verify` names it,
+    // and its proof no longer leads to the digest stored before.
+    let db = app.db.as_ref().expect("a database");
+    let client = db.connect().await.expect("connect");
+    client
+        .batch_execute(&format!(
+            "set session_replication_role = replica;
+             update ledger.transfers set metadata = '{{\"note\": \"edited\"}}'
+              where transfer_id = '{id}';"
+        ))
+        .await
+        .expect("tamper as superuser");
+    let report = db.ledger().verify().await.expect("verify");
+    let named = report.violations.first().expect("a violation");
+    assert_eq!(named.rule, "hash_mismatch");
+    assert_eq!(named.row.map(|row| row.2.to_string()), Some(id.clone()));
+    let proof = app.get(&format!("/transfers/{id}/proof?at={at}")).await;
+    proof.expect_status(200);
+    assert!(!check(&proof.body, &first_root));
+
+    // One who also rebuilds the hash chains and the whole tree makes the
+    // ledger agree with itself again, but not with the stored digest.
+    client
+        .batch_execute(
+            "set session_replication_role = replica;
+             do $$
+             declare
+                 r record;
+             begin
+                 for r in select source_account_id, source_seq from ledger.transfers
+                           order by source_account_id, source_seq loop
+                     update ledger.transfers t
+                        set row_hash = sha256(
+                                coalesce((select p.row_hash from ledger.transfers p
+                                           where p.source_account_id = t.source_account_id
+                                             and p.source_seq = t.source_seq - 1),
+                                         decode(repeat('00', 32), 'hex'))
+                                || convert_to(ledger.transfer_encoding(t), 'UTF8'))
+                      where (t.source_account_id, t.source_seq)
+                            = (r.source_account_id, r.source_seq);
+                 end loop;
+             end;
+             $$;
+             delete from ledger.journal_leaves;
+             delete from ledger.journal_nodes;",
+        )
+        .await
+        .expect("rewrite as superuser");
+    let rewritten = digest_after(&app, &Utc::now().to_rfc3339()).await;
+    let third = rewritten["tree_size"].as_u64().expect("size");
+    let proof = consistency(&app, first, third).await;
+    assert_ne!(proof["from"]["root"].as_str(), Some(first_root.as_str()));
+    assert!(!check_consistency(
+        first,
+        &first_root,
+        third,
+        rewritten["root"].as_str().expect("root"),
+        proof["proof"].as_array().expect("proof"),
+    ));
+}
+
+#[tokio::test]
+async fn consistency_proofs_are_refused_for_sizes_that_are_malformed_or_not_final() {
+    let app = spawn_app().await;
+    let a = app.funded_account("1.00").await;
+    let transfer = app.deposit(&a, json!("1.00")).await;
+    let digest = digest_after(&app, transfer.str("created_at")).await;
+    let size = digest["tree_size"].as_u64().expect("size");
+
+    let cases = [
+        (
+            "from=0&to=1",
+            400,
+            "invalid_request",
+            "the empty tree has no proof",
+        ),
+        ("from=2&to=1", 400, "invalid_request", "from after to"),
+        ("from=1", 400, "invalid_request", "to missing"),
+        ("from=x&to=1", 400, "invalid_request", "not a number"),
+        ("from=-1&to=1", 400, "invalid_request", "negative"),
+        (
+            "from=1&to=1&at=x",
+            400,
+            "invalid_request",
+            "unknown parameter",
+        ),
+        (
+            "from=1&to=1000000",
+            422,
+            "validation_failed",
+            "beyond the final tree",
+        ),
+    ];
+    for (query, status, code, why) in cases {
+        let response = app.get(&format!("/journal/consistency?{query}")).await;
+        assert_eq!(
+            (response.status, response.code()),
+            (status, code),
+            "{why}: {}",
+            response.body
+        );
+    }
+    let same = consistency(&app, size, size).await;
+    assert_eq!(same["proof"], json!([]));
+    assert_eq!(same["to"]["root"], digest["root"]);
 }

@@ -66,6 +66,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
             "GET /accounts/{id}/transfers",
             "GET /batches/{id}",
             "GET /health",
+            "GET /journal/consistency",
             "GET /journal/digest",
             "GET /ready",
             "GET /transfers/{id}",

@@ -87,6 +87,11 @@ async fn migrate(config: &Config) -> anyhow::Result<Ledger> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let ledger = migrate(&config).await?;
     tokio::spawn(ledger.clone().run_horizon_ticker(config.horizon_interval));
+    tokio::spawn(
+        ledger
+            .clone()
+            .run_journal_sequencer(config.horizon_interval),
+    );
 
     let listener = TcpListener::bind(config.listen_addr)
         .with_context(|| format!("Failed to listen on {}", config.listen_addr))?;
@@ -119,9 +124,10 @@ async fn verify(config: &Config) -> anyhow::Result<()> {
         .await
         .context("Failed to read the ledger for verification")?;
     println!(
-        "verify: {} rows, {} chains, {} accounts checked; violations: {}",
+        "verify: {} rows, {} chains, {} journal leaves, {} accounts checked; violations: {}",
         report.rows_checked,
         report.chains_checked,
+        report.leaves_checked,
         report.accounts_checked,
         report.violations.len()
     );

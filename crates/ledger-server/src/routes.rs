@@ -92,6 +92,7 @@ pub fn operations(batch_body_limit_bytes: usize) -> Vec<Operation> {
         Operation::new(batches::__path_get_batch, batches::get_batch),
         Operation::new(journal::__path_proof, journal::proof),
         Operation::new(journal::__path_digest, journal::digest),
+        Operation::new(journal::__path_consistency, journal::consistency),
     ]
 }
 

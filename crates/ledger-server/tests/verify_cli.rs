@@ -87,3 +87,64 @@ async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_clo
     assert!(report.contains("transfer_after_close"), "{report}");
     assert!(report.contains(&emptied.to_string()), "{report}");
 }
+
+#[tokio::test]
+async fn verify_names_a_row_edited_with_its_chain_rebuilt_by_its_journal_leaf() {
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "10.00").await;
+    let b = open(&ledger, "0").await;
+    let amount = dec("1.00");
+    let victim = ledger
+        .transfer(a, b, amount, None, None)
+        .await
+        .expect("transfer")
+        .value;
+    ledger
+        .transfer(a, b, amount, None, None)
+        .await
+        .expect("a later row of the chain");
+    // Make every row final and put it in the journal tree.
+    let written = chrono::Utc::now();
+    while ledger.advance_horizon().await.expect("horizon") <= Some(written) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(ledger.sequence_journal().await.expect("sequence"), 3);
+    let (ok, report) = run_verify(&database);
+    assert!(ok, "{report}");
+    assert!(report.contains("3 journal leaves"), "{report}");
+
+    // Edited, and every hash of its chain recomputed: the chains agree
+    // again, the journal tree does not.
+    let client = database.connect().await.expect("connect");
+    client
+        .batch_execute(&format!(
+            "set session_replication_role = replica;
+             update ledger.transfers set source_balance_after = 1000
+              where transfer_id = '{}';
+             update ledger.transfers t
+                set row_hash = sha256(
+                        coalesce((select p.row_hash from ledger.transfers p
+                                   where p.source_account_id = t.source_account_id
+                                     and p.source_seq = t.source_seq - 1),
+                                 decode(repeat('00', 32), 'hex'))
+                        || convert_to(ledger.transfer_encoding(t), 'UTF8'))
+              where t.source_account_id = '{a}' and t.source_seq = 0;
+             update ledger.transfers t
+                set row_hash = sha256(
+                        (select p.row_hash from ledger.transfers p
+                          where p.source_account_id = t.source_account_id
+                            and p.source_seq = 0)
+                        || convert_to(ledger.transfer_encoding(t), 'UTF8'))
+              where t.source_account_id = '{a}' and t.source_seq = 1;",
+            victim.id
+        ))
+        .await
+        .expect("tamper as superuser");
+
+    let (ok, report) = run_verify(&database);
+    assert!(!ok, "verify must fail: {report}");
+    let first = report.lines().nth(1).unwrap_or_default();
+    assert!(first.contains("journal_leaf_mismatch"), "{report}");
+    assert!(first.contains(&victim.id.to_string()), "{report}");
+    assert!(!report.contains("hash_mismatch"), "{report}");
+}

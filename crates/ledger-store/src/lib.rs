@@ -43,7 +43,7 @@ pub use balances::PAGE_BYTE_BUDGET;
 pub use config::{StoreConfig, MAX_GROUP_LEGS};
 pub use error::{Constraint, StoreError};
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
-pub use journal::{Digest, InclusionProof};
+pub use journal::{ConsistencyProof, Digest, InclusionProof, TreeHead};
 pub use verify::{CurrencyTotal, VerifyReport, Violation, RULES};
 
 /// The statements of the transfer write path, for benchmarks that must drive
@@ -71,6 +71,9 @@ pub struct Ledger {
     /// a bound of their own a burst of them would take the whole pool and
     /// stall every other request.
     journal_slots: Slots,
+    /// The first heap block whose BRIN range the journal sequencer has not
+    /// summarized yet (see `ledger.summarize_journal_index`).
+    journal_summarized: Arc<std::sync::atomic::AtomicI64>,
     /// The key pagination cursors are signed with, read once from the
     /// database (see `sql/V2__cursor_secret.sql`).
     cursor_key: Arc<tokio::sync::OnceCell<CursorKey>>,
@@ -90,6 +93,7 @@ impl Ledger {
             journal_slots: Slots::new(config.journal_concurrency.max(1)),
             config: Arc::new(config),
             known_system_accounts: Arc::default(),
+            journal_summarized: Arc::default(),
             cursor_key: Arc::default(),
             queues: Arc::default(),
             group_metrics: Arc::default(),

@@ -1,16 +1,18 @@
-//! The verifiable journal: the digest of all hash chains, and proofs that a
-//! transfer is in it.
+//! The verifiable journal: digests of the journal tree, proofs that a
+//! transfer is in one, and proofs that a later digest extends an earlier
+//! one.
 
 use actix_web::{web, HttpResponse};
+use ledger_domain::journal::TreeSizes;
 use ledger_domain::TransferId;
 use uuid::Uuid;
 
-use crate::dto::{DigestDto, JournalParams, ProofDto};
+use crate::dto::{ConsistencyDto, ConsistencyParams, DigestDto, JournalParams, ProofDto};
 use crate::error::{ApiError, Problem};
 use crate::handlers::AppState;
 use crate::timestamp::instant;
 
-/// The digest of every source's hash chain as of a final time.
+/// The digest of the journal tree as of a final time.
 #[utoipa::path(
     get,
     path = "/journal/digest",
@@ -57,4 +59,31 @@ pub async fn proof(
         .proof(TransferId::from(*id), instant(params.at))
         .await?;
     Ok(HttpResponse::Ok().json(ProofDto::from(proof)))
+}
+
+/// The proof that a later digest extends an earlier one: nothing the
+/// earlier one covered was rewritten.
+#[utoipa::path(
+    get,
+    path = "/journal/consistency",
+    tag = "journal",
+    params(ConsistencyParams),
+    responses(
+        (status = 200, description = "The proof, with both trees' roots.", body = ConsistencyDto),
+        (status = 400, description = "`invalid_request`: a size missing, not a number, 0, or `from` > `to`; unknown parameter.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `to` is larger than the tree at the final horizon.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn consistency(
+    state: web::Data<AppState>,
+    params: web::Query<ConsistencyParams>,
+) -> Result<HttpResponse, ApiError> {
+    let sizes = TreeSizes::new(params.from, params.to).map_err(ApiError::invalid_request)?;
+    let proof = state.ledger.consistency(sizes).await?;
+    Ok(HttpResponse::Ok().json(ConsistencyDto::from(proof)))
 }

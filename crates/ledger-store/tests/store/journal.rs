@@ -1,9 +1,11 @@
-//! The verifiable journal: chains, digest, proofs, and `verify`.
+//! The verifiable journal: chains, the journal tree, digests, inclusion and
+//! consistency proofs, and `verify`.
 
 use std::time::Duration;
 
-use ledger_store::Ledger;
-
+use ledger_domain::journal::{leaf_hash, merkle_root, Hash, TreeSizes};
+use ledger_domain::AccountId;
+use ledger_store::{BatchLeg, Ledger, Transfer};
 use ledger_testkit::{dec, open, transfer, TestDatabase};
 
 async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
@@ -31,11 +33,18 @@ async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
         transfer(&ledger, a, b, "1.00").await;
     }
 
+    final_now(&ledger).await;
+    ledger.sequence_journal().await.expect("sequence");
+
     let report = ledger.verify().await.expect("verify");
 
     assert_eq!(report.violations, vec![]);
     assert_eq!(report.rows_checked, 6);
     assert_eq!(report.chains_checked, 2, "the system account's and a's");
+    assert_eq!(
+        report.leaves_checked, 6,
+        "every row is final, so in the tree"
+    );
 }
 
 #[tokio::test]
@@ -114,23 +123,30 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
     let stored = ledger.digest(Some(at)).await.expect("digest");
     let proof = ledger.proof(proven.id, Some(at)).await.expect("proof");
     assert_eq!(proof.digest, stored);
-    assert!(proof.verify(), "the proof leads to the stored root");
     assert_eq!(
-        proof.chain.len(),
-        2,
-        "the transfer and the later one from a"
+        stored.tree_size, 5,
+        "two opening deposits and three transfers"
+    );
+    assert!(
+        proof.verify(&stored.root),
+        "the proof leads to the stored root"
     );
 
-    // More activity later does not change the digest as of `at`.
+    // More activity later does not change the digest as of `at`, and the
+    // proof against the stored digest stays the same size.
     transfer(&ledger, b, a, "1.00").await;
     final_now(&ledger).await;
     assert_eq!(ledger.digest(Some(at)).await.expect("digest"), stored);
     assert_ne!(ledger.digest(None).await.expect("digest").root, stored.root);
+    assert_eq!(
+        ledger.proof(proven.id, Some(at)).await.expect("proof"),
+        proof
+    );
 
-    // A forged link does not verify.
+    // A forged row does not verify.
     let mut forged = proof.clone();
-    forged.chain[0].1 = forged.chain[0].1.replace("|2.00|", "|20.00|");
-    assert!(!forged.verify());
+    forged.encoding = forged.encoding.replace("|2.00|", "|20.00|");
+    assert!(!forged.verify(&stored.root));
 }
 
 #[tokio::test]
@@ -158,7 +174,7 @@ async fn the_rust_encoding_matches_the_database_encoding() {
         final_now(&ledger).await;
         ledger.proof(transfer.id, None).await.expect("proof")
     };
-    assert_eq!(proof.chain[0].1, in_sql);
+    assert_eq!(proof.encoding, in_sql);
     assert!(
         in_sql.ends_with(r#"|{"a": "x|y", "b": [1, 2.5]}"#),
         "{in_sql}"
@@ -194,10 +210,350 @@ async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
     );
     for proof in proofs {
         let proof = proof.expect("task").expect("every proof is served");
-        assert!(proof.verify());
+        assert!(proof.verify(&proof.digest.root));
     }
     for read in reads {
         read.expect("task")
             .expect("reads are served beside the proofs");
+    }
+}
+
+/// `count` transfers of 0.01 from `a` to `b`, in batches of at most 1,000.
+async fn many_transfers(ledger: &Ledger, a: AccountId, b: AccountId, count: usize) {
+    let mut left = count;
+    while left > 0 {
+        let legs = (0..left.min(1_000))
+            .map(|_| BatchLeg {
+                source: a,
+                destination: b,
+                amount: dec("0.01"),
+                metadata: None,
+            })
+            .collect::<Vec<_>>();
+        left -= legs.len();
+        ledger.batch(legs, None).await.expect("batch");
+    }
+}
+
+/// Every leaf, recomputed from the rows alone in the tree's order.
+async fn leaves_from_rows(database: &TestDatabase) -> Vec<Hash> {
+    let client = database.connect().await.expect("connect");
+    client
+        .query(
+            "select row_hash from ledger.transfers
+              where created_at < (select max(created_at) from ledger.journal_leaves)
+                 or (source_account_id, source_seq) in
+                    (select source_account_id, source_seq from ledger.journal_leaves)
+              order by created_at, source_account_id, source_seq",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            let hash: Vec<u8> = row.get(0);
+            leaf_hash(&hash.try_into().expect("32 bytes"))
+        })
+        .collect()
+}
+
+/// Edits a row's metadata as a superuser (triggers off) and, like a
+/// careful tamperer, recomputes its hash and every later hash of its chain.
+async fn tamper_and_rechain(database: &TestDatabase, victim: &Transfer) {
+    let client = database.connect().await.expect("connect");
+    client
+        .batch_execute(&format!(
+            "set session_replication_role = replica;
+             update ledger.transfers set metadata = '{{\"note\": \"edited\"}}'
+              where transfer_id = '{id}';
+             do $$
+             declare
+                 r record;
+                 previous bytea;
+             begin
+                 for r in select * from ledger.transfers
+                           where source_account_id = '{source}' and source_seq >= {seq}
+                           order by source_seq loop
+                     previous := coalesce(
+                         (select p.row_hash from ledger.transfers p
+                           where p.source_account_id = r.source_account_id
+                             and p.source_seq = r.source_seq - 1),
+                         decode(repeat('00', 32), 'hex'));
+                     update ledger.transfers t
+                        set row_hash = sha256(previous || convert_to(ledger.transfer_encoding(t), 'UTF8'))
+                      where t.source_account_id = r.source_account_id
+                        and t.source_seq = r.source_seq;
+                 end loop;
+             end;
+             $$;",
+            id = victim.id,
+            source = victim.source,
+            seq = victim.source_seq,
+        ))
+        .await
+        .expect("tamper as superuser");
+}
+
+#[tokio::test]
+async fn the_tree_built_from_stored_nodes_is_the_tree_of_the_rows_in_order() {
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "100.00").await;
+    let b = open(&ledger, "0").await;
+    // Enough rows for stored nodes at levels 6 to 8, in batches whose rows
+    // share a created_at (ordered by seq) and single transfers between.
+    many_transfers(&ledger, a, b, 300).await;
+    for _ in 0..3 {
+        ledger
+            .transfer(b, a, dec("0.01"), None, None)
+            .await
+            .expect("transfer");
+    }
+    final_now(&ledger).await;
+
+    let digest = ledger.digest(None).await.expect("digest");
+    let leaves = leaves_from_rows(&database).await;
+
+    assert_eq!(
+        digest.tree_size, 304,
+        "an opening deposit and 303 transfers"
+    );
+    assert_eq!(leaves.len(), 304);
+    assert_eq!(
+        digest.root,
+        ledger_domain::journal::to_hex(&merkle_root(&leaves))
+    );
+    for first in [1, 63, 64, 65, 128, 200, 303, 304] {
+        let proof = ledger
+            .consistency(TreeSizes::new(first, 304).expect("sizes"))
+            .await
+            .expect("consistency");
+        assert_eq!(
+            proof.first.root,
+            ledger_domain::journal::to_hex(&merkle_root(&leaves[..first as usize]))
+        );
+        assert!(proof.verify(&proof.first.root), "{first} → 304");
+    }
+    assert_eq!(
+        ledger.verify().await.expect("verify").violations,
+        vec![],
+        "stored nodes agree with the leaves"
+    );
+}
+
+#[tokio::test]
+async fn a_later_digest_extends_an_earlier_one_and_the_proof_stays_small() {
+    let (_database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "1000.00").await;
+    let b = open(&ledger, "0").await;
+    let first = ledger
+        .transfer(a, b, dec("1.00"), None, None)
+        .await
+        .expect("transfer")
+        .value;
+    let at = final_now(&ledger).await;
+    let stored = ledger.digest(Some(at)).await.expect("digest");
+    let early = ledger.proof(first.id, None).await.expect("proof");
+
+    many_transfers(&ledger, a, b, 2_000).await;
+    final_now(&ledger).await;
+    let later = ledger.digest(None).await.expect("digest");
+    let proof = ledger
+        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
+        .await
+        .expect("consistency");
+
+    assert_eq!(later.tree_size, stored.tree_size + 2_000);
+    assert!(proof.verify(&stored.root));
+    assert_eq!(proof.second.root, later.root);
+    // The first row of a chain with 2,000 later rows: a proof of a dozen
+    // hashes, not of 2,000 links.
+    let late = ledger.proof(first.id, None).await.expect("proof");
+    assert!(late.verify(&later.root));
+    assert!(late.audit_path.len() <= 12, "{}", late.audit_path.len());
+    assert!(early.audit_path.len() <= 2);
+
+    // A digest that is not final yet is refused.
+    let beyond = ledger
+        .consistency(TreeSizes::new(1, later.tree_size + 1_000).expect("sizes"))
+        .await;
+    assert!(
+        matches!(
+            beyond,
+            Err(ledger_store::StoreError::Domain(
+                ledger_domain::DomainError::NotYetFinal { .. }
+            ))
+        ),
+        "{beyond:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_row_edited_with_its_chain_rebuilt_is_named_by_verify_and_fails_its_proof() {
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "10.00").await;
+    let b = open(&ledger, "0").await;
+    let mut transfers = Vec::new();
+    for _ in 0..4 {
+        transfers.push(
+            ledger
+                .transfer(a, b, dec("1.00"), None, None)
+                .await
+                .expect("transfer")
+                .value,
+        );
+    }
+    let at = final_now(&ledger).await;
+    let stored = ledger.digest(Some(at)).await.expect("digest");
+    let victim = &transfers[1];
+
+    tamper_and_rechain(&database, victim).await;
+
+    let report = ledger.verify().await.expect("verify");
+    let first = report.violations.first().expect("a violation");
+    assert_eq!(
+        first.rule, "journal_leaf_mismatch",
+        "{:?}",
+        report.violations
+    );
+    assert_eq!(
+        first.row,
+        Some((a.as_uuid(), victim.source_seq, victim.id.as_uuid()))
+    );
+    assert!(
+        report.violations.iter().all(|v| v.rule != "hash_mismatch"),
+        "the chains were rebuilt: {:?}",
+        report.violations
+    );
+    // The auditor's stored digest: the edited row's proof no longer leads
+    // to it.
+    let proof = ledger.proof(victim.id, Some(at)).await.expect("proof");
+    assert!(proof.encoding.contains("edited"));
+    assert!(!proof.verify(&stored.root));
+}
+
+#[tokio::test]
+async fn a_rebuilt_tree_fails_the_consistency_proof_from_a_digest_stored_before() {
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "100.00").await;
+    let b = open(&ledger, "0").await;
+    many_transfers(&ledger, a, b, 100).await;
+    let victim = ledger
+        .transfer(a, b, dec("1.00"), None, None)
+        .await
+        .expect("transfer")
+        .value;
+    final_now(&ledger).await;
+    let stored = ledger.digest(None).await.expect("digest");
+    many_transfers(&ledger, a, b, 100).await;
+
+    // The tamperer edits a row, rebuilds its chain and the whole tree.
+    tamper_and_rechain(&database, &victim).await;
+    let client = database.connect().await.expect("connect");
+    client
+        .batch_execute(
+            "set session_replication_role = replica;
+             delete from ledger.journal_leaves;
+             delete from ledger.journal_nodes;",
+        )
+        .await
+        .expect("drop the tree as superuser");
+    final_now(&ledger).await;
+    let later = ledger.digest(None).await.expect("digest");
+    let proof = ledger
+        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
+        .await
+        .expect("consistency");
+
+    assert_ne!(proof.first.root, stored.root, "the old tree was rewritten");
+    assert!(!proof.verify(&stored.root));
+    // Inside the database everything agrees again: only a digest kept
+    // outside it shows the rewrite.
+    assert_eq!(ledger.verify().await.expect("verify").violations, vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sequencers_racing_each_other_and_the_writers_build_one_tree() {
+    let (_database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "100.00").await;
+    let b = open(&ledger, "100.00").await;
+    let writers = [(a, b), (b, a)].map(|(from, to)| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                ledger
+                    .transfer(from, to, dec("0.01"), None, None)
+                    .await
+                    .expect("transfer");
+            }
+        })
+    });
+    let sequencers = (0..3).map(|_| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                ledger.advance_horizon().await.expect("horizon");
+                ledger.sequence_journal().await.expect("sequence");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    });
+    for task in writers.into_iter().chain(sequencers) {
+        task.await.expect("task");
+    }
+    final_now(&ledger).await;
+    ledger.sequence_journal().await.expect("sequence");
+
+    let report = ledger.verify().await.expect("verify");
+    assert_eq!(report.violations, vec![]);
+    assert_eq!(report.leaves_checked, 202, "two openings, 200 transfers");
+}
+
+#[tokio::test]
+async fn plain_sql_leaves_that_break_the_tree_are_refused_by_name() {
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let a = open(&ledger, "10.00").await;
+    let b = open(&ledger, "0").await;
+    final_now(&ledger).await;
+    ledger.sequence_journal().await.expect("sequence");
+    let late = ledger
+        .transfer(a, b, dec("1.00"), None, None)
+        .await
+        .expect("a row that is not final yet")
+        .value;
+    let client = database.connect().await.expect("connect");
+    let leaf = |index: i64, hash: &str| {
+        format!(
+            "insert into ledger.journal_leaves
+                 (leaf_index, source_account_id, source_seq, created_at, leaf_hash)
+             select {index}, source_account_id, source_seq, created_at, {hash}
+               from ledger.transfers where transfer_id = '{}'",
+            late.id
+        )
+    };
+    let right_hash = "sha256('\\x00'::bytea || row_hash)";
+    let cases = [
+        (
+            leaf(5, right_hash),
+            "journal_leaves_contiguous",
+            "a gap after leaf 0",
+        ),
+        (
+            leaf(1, "sha256('forged')"),
+            "journal_leaves_row_hash",
+            "not the hash of its row",
+        ),
+        (
+            leaf(1, right_hash),
+            "journal_leaves_final",
+            "the row is not final",
+        ),
+    ];
+    for (sql, constraint, why) in cases {
+        let err = client.batch_execute(&sql).await.expect_err(why);
+        assert_eq!(
+            err.as_db_error().and_then(|db| db.constraint()),
+            Some(constraint),
+            "{why}: {err}"
+        );
     }
 }
