@@ -22,6 +22,7 @@ mod heads;
 mod horizon;
 mod idempotency;
 mod journal;
+mod keys;
 mod migrate;
 mod records;
 mod slots;
@@ -44,6 +45,7 @@ pub use config::{StoreConfig, MAX_GROUP_LEGS};
 pub use error::StoreError;
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{Digest, InclusionProof};
+pub use keys::{ApiKey, NewApiKey};
 pub use verify::{VerifyReport, Violation};
 
 /// The statements of the transfer write path, for benchmarks that must drive
@@ -78,6 +80,8 @@ pub struct Ledger {
     queues: Arc<Queues>,
     /// What the group commit has done so far.
     group_metrics: Arc<GroupCommitMetrics>,
+    /// The API key this handle writes for (see [`Ledger::as_author`]).
+    author: Option<uuid::Uuid>,
 }
 
 impl Ledger {
@@ -93,7 +97,19 @@ impl Ledger {
             cursor_key: Arc::default(),
             queues: Arc::default(),
             group_metrics: Arc::default(),
+            author: None,
         })
+    }
+
+    /// The same ledger, recording `key` as the author of every write made
+    /// through the returned handle (`created_by` on transfers and batches,
+    /// `opened_by` on accounts). The HTTP layer makes one per request from
+    /// the caller's API key; `None` records no author.
+    pub fn as_author(&self, key: Option<uuid::Uuid>) -> Self {
+        Self {
+            author: key,
+            ..self.clone()
+        }
     }
 
     /// The store's configuration.
