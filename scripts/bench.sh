@@ -182,6 +182,9 @@ phase "seed: $ACCOUNTS funded accounts (each a deposit from the system account)"
 fresh_db "$ADMIN_URL" "$SEED"
 SEED_URL="$(with_database "$ADMIN_URL" "$SEED")"
 LEDGER_POOL_SIZE=16 start_server "$LEDGER" "$SEED_URL" "$PORT" "$OUT/server-seed.log"
+# One key for every phase: each phase's database is a copy of the seed.
+LEDGER_API_KEY="$(make_api_key "$LEDGER" "$SEED_URL" admin bench)"
+export LEDGER_API_KEY
 "$LOAD" open-pool --host "http://127.0.0.1:$PORT" --accounts "$ACCOUNTS" --concurrency 16 \
   > "$OUT/setup.json"
 stop_server

@@ -173,3 +173,13 @@ cargo_locked() {
   local subcommand="$1"; shift
   cargo "$subcommand" ${CARGO_LOCKED[@]+"${CARGO_LOCKED[@]}"} "$@"
 }
+
+# make_api_key BINARY DATABASE_URL [SCOPE] [NAME]: makes an API key on that
+# database (`ledger keys create`) and prints its secret. The secret is the one
+# stdout line that starts with lk_; logs are kept out of the way.
+make_api_key() {
+  local binary="$1" url="$2" scope="${3:-admin}" name="${4:-scripts}" key
+  key="$(DATABASE_URL="$url" RUST_LOG=error "$binary" keys create --scope "$scope" --name "$name" \
+           2>/dev/null | grep -m1 '^lk_')" || die "could not make an API key (ledger keys create failed)"
+  printf '%s\n' "$key"
+}

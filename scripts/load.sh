@@ -56,6 +56,9 @@ fresh_db "$ADMIN_URL" "$db"
 DB_URL="$(with_database "$ADMIN_URL" "$db")"
 log "starting the service on 127.0.0.1:$port (database $db, pool $pool_size, log $server_log)"
 LEDGER_POOL_SIZE="$pool_size" start_server "target/$profile/ledger" "$DB_URL" "$port" "$server_log"
+# The simulated users and the setup send this key (see locust/src/auth.rs).
+LEDGER_API_KEY="$(make_api_key "target/$profile/ledger" "$DB_URL" admin load)"
+export LEDGER_API_KEY
 
 status=0
 "target/$profile/ledger-load" --host "http://127.0.0.1:$port" --database-url "$DB_URL" "$@" || status=$?

@@ -156,6 +156,8 @@ run_attempt() {
   address="http://127.0.0.1:$port"
   LEDGER_RUST_LOG="${RUST_LOG:-warn}" start_server "$BIN" "$database_url" "$port" "$SERVER_LOG" \
     || die "the service did not come up"
+  local api_key
+  api_key="$(make_api_key "$BIN" "$database_url" admin schemathesis)"
   log "attempt $attempt: service up at $address (database $DB_NAME); $MAX_EXAMPLES examples per operation, $WORKERS worker(s)"
 
   local seed=()
@@ -169,6 +171,7 @@ run_attempt() {
     --request-timeout 15 \
     --workers "$WORKERS" \
     --generation-database none \
+    --header "Authorization: Bearer $api_key" \
     --report ndjson --report-ndjson-path "$REPORT" \
     --no-color ${seed[@]+"${seed[@]}"}) || schemathesis_status=$?
 

@@ -49,5 +49,23 @@ fi
 DATABASE_URL="$(with_database "$ADMIN_URL" "$DB_NAME")"
 export DATABASE_URL
 log "database: $DATABASE_URL"
-log "building and starting the ledger (cargo run --release; the first build takes a few minutes)"
-exec cargo run --release --locked -p ledger-server --bin ledger -- serve
+log "building the ledger (cargo build --release; the first build takes a few minutes)"
+cargo build --release --locked -p ledger-server --bin ledger
+LEDGER_BIN="${CARGO_TARGET_DIR:-target}/release/ledger"
+
+# Every API call needs a key (LEDGER_AUTH=off aside). On the first start,
+# make an admin key and show it once; keep it in an ignored file so that the
+# README's walk-through (and you) can find it again.
+KEY_FILE=".ledger/admin-key"
+new_key="$(RUST_LOG=error "$LEDGER_BIN" keys bootstrap | grep '^lk_' || true)"
+if [[ -n "$new_key" ]]; then
+  mkdir -p "$(dirname "$KEY_FILE")"
+  (umask 077 && printf '%s\n' "$new_key" > "$KEY_FILE")
+  log "made an admin API key (shown once here; also saved in $KEY_FILE, git-ignored):"
+  printf '\n    %s\n\n' "$new_key" >&2
+elif [[ -f "$KEY_FILE" ]]; then
+  log "an admin API key exists; the one made on the first start is in $KEY_FILE"
+else
+  log "an admin API key exists (make more with: $LEDGER_BIN keys create --scope …)"
+fi
+exec "$LEDGER_BIN" serve

@@ -15,6 +15,7 @@
 //! expected domain answers (a hot account's `insufficient_funds`) are counted
 //! apart and do not fail it.
 
+mod auth;
 mod check;
 mod cli;
 mod pgbench;
@@ -38,6 +39,10 @@ use crate::stats::Summary;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = auth::init() {
+        eprintln!("ledger-load: {err:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Some(Command::PgbenchScript(args)) => {
             print!("{}", pgbench::script(args.accounts, &args.amount));

@@ -11,6 +11,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::auth::authenticate;
 use crate::cli::{ScenarioKind, WaitRange};
 use crate::setup::is_positive;
 use crate::state::shared_state;
@@ -19,7 +20,13 @@ use crate::stats::{Kind, Outcome};
 /// The goose scenario of `kind`, with a pause after each transaction when
 /// `wait` is set.
 pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario, GooseError> {
-    let mut scenario = Scenario::new(kind.name());
+    // Sequenced, so it runs before every other on-start transaction.
+    let mut scenario = Scenario::new(kind.name()).register_transaction(
+        transaction!(authenticate)
+            .set_sequence(1)
+            .set_on_start()
+            .set_name("authenticate"),
+    );
     if let Some(wait) = wait {
         scenario = scenario.set_wait_time(wait.min, wait.max)?;
     }

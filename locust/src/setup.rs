@@ -38,6 +38,7 @@ pub async fn open_accounts(
     concurrency: usize,
 ) -> anyhow::Result<Opened> {
     let client = reqwest::Client::builder()
+        .default_headers(crate::auth::headers())
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(concurrency)
         .build()

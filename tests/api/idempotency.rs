@@ -200,10 +200,13 @@ async fn a_key_still_in_flight_is_a_conflict() {
         .await
         .expect("a connection");
     let tx = holder.transaction().await.expect("a transaction");
+    // Keys are stored within the namespace of the API key that sent them.
+    let api_key = app.admin_key.as_deref().expect("an admin key");
     tx.execute(
         "insert into ledger.idempotency_keys (idempotency_key, request_fingerprint, operation) \
-         values ('busy-key', $1, 'deposit')",
-        &[&vec![0_u8; 32]],
+         select k.key_id::text || ':busy-key', $1, 'deposit' \
+           from ledger.api_keys k where k.prefix = left($2, 12)",
+        &[&vec![0_u8; 32], &api_key],
     )
     .await
     .expect("claim the key");

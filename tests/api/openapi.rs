@@ -60,6 +60,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
         operations,
         [
             "DELETE /accounts/{id}",
+            "DELETE /keys/{id}",
             "GET /accounts",
             "GET /accounts/{id}",
             "GET /accounts/{id}/balance",
@@ -68,6 +69,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
             "GET /health",
             "GET /journal/consistency",
             "GET /journal/digest",
+            "GET /keys",
             "GET /ready",
             "GET /transfers/{id}",
             "GET /transfers/{id}/proof",
@@ -75,6 +77,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
             "POST /accounts/{id}/deposits",
             "POST /accounts/{id}/withdrawals",
             "POST /batches",
+            "POST /keys",
             "POST /transfers",
         ]
     );

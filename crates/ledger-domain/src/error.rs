@@ -22,6 +22,9 @@ pub enum DomainError {
     /// No transfer has this id.
     #[error("transfer {0} does not exist")]
     TransferNotFound(TransferId),
+    /// No API key has this id.
+    #[error("API key {0} does not exist")]
+    ApiKeyNotFound(uuid::Uuid),
     /// No batch has this id.
     #[error("batch {0} does not exist")]
     BatchNotFound(crate::BatchId),

@@ -21,6 +21,13 @@ impl IdempotencyKey {
         Ok(Self(key.to_owned()))
     }
 
+    /// The key within the namespace of API key `owner` (`<owner>:<key>`,
+    /// up to 292 characters): the ledger stores keys this way, so that one
+    /// client's keys can neither block nor reveal another's.
+    pub fn scoped_to(&self, owner: uuid::Uuid) -> Self {
+        Self(format!("{owner}:{}", self.0))
+    }
+
     /// The key as given.
     pub fn as_str(&self) -> &str {
         &self.0

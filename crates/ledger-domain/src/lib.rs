@@ -7,6 +7,7 @@
 //! `sql/`), so that a bug in one is caught by the other.
 
 mod amount;
+mod auth;
 mod currency;
 mod error;
 mod idempotency;
@@ -18,6 +19,7 @@ mod transfer;
 pub use amount::{
     parse_decimal_text, Amount, DecimalTextError, MAX_AMOUNT, MAX_SIGNIFICANT_DIGITS,
 };
+pub use auth::{constant_time_eq, ApiKeySecret, Scope};
 pub use currency::{Currency, CURRENCIES};
 pub use error::DomainError;
 pub use idempotency::{IdempotencyKey, RequestFingerprint};

@@ -4,7 +4,7 @@
 //! the tests exercise exactly what runs in production.
 
 use std::net::TcpListener;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
@@ -223,10 +223,7 @@ pub fn server(
     listener: TcpListener,
     workers: usize,
 ) -> std::io::Result<Server> {
-    let state = AppState {
-        ledger,
-        api: Arc::new(api),
-    };
+    let state = AppState::new(ledger, api);
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(workers)
         .shutdown_timeout(30)

@@ -62,6 +62,13 @@ pub struct ApiConfig {
     /// `LEDGER_CORS_ORIGINS`: origins allowed to call the API from a browser;
     /// empty means no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// `LEDGER_AUTH`: `on` (the default) requires an API key on every
+    /// operation; `off` lets anyone do anything, for local experiments only
+    /// (the service logs a warning at start).
+    pub auth_required: bool,
+    /// `LEDGER_RATE_LIMIT_PER_KEY`: requests per second each API key may
+    /// make, per instance (burst: one second's worth); 0 or unset: no limit.
+    pub rate_limit_per_key: usize,
 }
 
 impl Default for ApiConfig {
@@ -73,6 +80,8 @@ impl Default for ApiConfig {
             batch_body_limit_bytes: DEFAULT_BATCH_BODY_LIMIT_BYTES,
             body_read_timeout: Duration::from_millis(DEFAULT_BODY_READ_TIMEOUT_MS),
             cors_origins: Vec::new(),
+            auth_required: true,
+            rate_limit_per_key: 0,
         }
     }
 }
@@ -151,6 +160,12 @@ impl Config {
                     reason,
                 })?
                 .unwrap_or_default(),
+            auth_required: env.parse_with("LEDGER_AUTH", "on", |v| match v {
+                "on" => Ok(true),
+                "off" => Ok(false),
+                _ => Err("expected on or off".to_owned()),
+            })?,
+            rate_limit_per_key: env.number("LEDGER_RATE_LIMIT_PER_KEY", 0, 0)?,
         };
         Ok(Self {
             database_url: env

@@ -38,6 +38,16 @@ pub enum ErrorCode {
     TransferNotFound,
     /// 404: no such batch.
     BatchNotFound,
+    /// 404: no such API key.
+    ApiKeyNotFound,
+    /// 401: no API key, or one that is malformed, unknown or revoked (the
+    /// answer does not say which). Comes with `WWW-Authenticate: Bearer`.
+    Unauthorized,
+    /// 403: the key's scope does not allow the operation.
+    Forbidden,
+    /// 429: the key made more requests than its rate allows; retry after
+    /// `Retry-After` seconds.
+    RateLimited,
     /// 404: no such route.
     NotFound,
     /// 405: the route exists but not with this method.
@@ -79,7 +89,11 @@ impl ErrorCode {
             Self::AccountNotFound
             | Self::TransferNotFound
             | Self::BatchNotFound
+            | Self::ApiKeyNotFound
             | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AccountExists
             | Self::AccountClosed
@@ -105,6 +119,10 @@ impl ErrorCode {
             Self::AccountNotFound => "Account not found",
             Self::TransferNotFound => "Transfer not found",
             Self::BatchNotFound => "Batch not found",
+            Self::ApiKeyNotFound => "API key not found",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::RateLimited => "Too many requests",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::AccountExists => "Account already exists",
@@ -131,6 +149,10 @@ impl ErrorCode {
             Self::AccountNotFound => "account_not_found",
             Self::TransferNotFound => "transfer_not_found",
             Self::BatchNotFound => "batch_not_found",
+            Self::ApiKeyNotFound => "api_key_not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AccountExists => "account_exists",
@@ -277,9 +299,12 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if matches!(
             self.code,
-            ErrorCode::Unavailable | ErrorCode::AccountClosing
+            ErrorCode::Unavailable | ErrorCode::AccountClosing | ErrorCode::RateLimited
         ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if self.code == ErrorCode::Unauthorized {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         if let Some(allow) = self
             .allow
@@ -303,6 +328,7 @@ impl From<DomainError> for ApiError {
             DomainError::AccountNotFound(_) => ErrorCode::AccountNotFound,
             DomainError::TransferNotFound(_) => ErrorCode::TransferNotFound,
             DomainError::BatchNotFound(_) => ErrorCode::BatchNotFound,
+            DomainError::ApiKeyNotFound(_) => ErrorCode::ApiKeyNotFound,
             DomainError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             DomainError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
             DomainError::AccountClosed(_) => ErrorCode::AccountClosed,

@@ -5,6 +5,7 @@
 //! together; the black-box tests build the same server through [`app`].
 
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod dto;

@@ -5,6 +5,7 @@
 //! ledger migrate    apply pending migrations and exit
 //! ledger verify     recompute every hash chain and invariant from the log;
 //!                   exit 0 when all agree, 1 and the first disagreement if not
+//! ledger keys …     make, list and revoke API keys (see `ledger help`)
 //! ```
 //! Configuration comes from environment variables; see the README.
 
@@ -19,12 +20,18 @@ const USAGE: &str = "usage: ledger [serve|migrate|verify]\n\
     \n  serve    apply pending migrations, then serve the HTTP API (default)\
     \n  migrate  apply pending migrations and exit\
     \n  verify   recompute every hash chain and invariant from the log (exit 1 on any violation)\
+    \n  keys create [--scope read|write|treasury|admin|metrics] [--account ID]... [--name NAME]\
+    \n           make an API key and print its secret (shown this once)\
+    \n  keys list           list the keys (never a secret)\
+    \n  keys revoke ID      revoke a key, for good\
+    \n  keys bootstrap      make an admin key if no valid one exists, and print it\
     \n\nConfiguration is read from environment variables (DATABASE_URL, LEDGER_LISTEN_ADDR, …); see the README.";
 
 enum Command {
     Serve,
     Migrate,
     Verify,
+    Keys(Vec<String>),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +45,7 @@ fn main() -> ExitCode {
         [] | ["serve"] => Command::Serve,
         ["migrate"] => Command::Migrate,
         ["verify"] => Command::Verify,
+        ["keys", ..] => Command::Keys(args[1..].to_vec()),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -60,6 +68,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(&config).await.map(drop),
             Command::Verify => verify(&config).await,
+            Command::Keys(args) => keys(&config, &args).await,
         }
     });
     match result {
@@ -86,6 +95,12 @@ async fn migrate(config: &Config) -> anyhow::Result<Ledger> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let ledger = migrate(&config).await?;
+    if !config.api.auth_required {
+        tracing::warn!(
+            "LEDGER_AUTH=off: EVERY REQUEST IS ALLOWED WITHOUT A KEY. Anyone who reaches this \
+             port can move any money. For local experiments only."
+        );
+    }
     tokio::spawn(ledger.clone().run_horizon_ticker(config.horizon_interval));
     tokio::spawn(
         ledger
@@ -162,4 +177,94 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// `ledger keys …`: the command line twin of `/keys`.
+async fn keys(config: &Config, args: &[String]) -> anyhow::Result<()> {
+    let ledger = migrate(config).await?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["list"] => {
+            for key in ledger.list_api_keys().await? {
+                println!("{}", describe_key(&key));
+            }
+            Ok(())
+        }
+        ["revoke", id] => {
+            let id = uuid::Uuid::parse_str(id).context("the key id must be a UUID")?;
+            let key = ledger.revoke_api_key(id).await?;
+            println!("{}", describe_key(&key));
+            Ok(())
+        }
+        ["bootstrap"] => {
+            if !ledger.has_admin_key().await? {
+                let new = ledger_store::NewApiKey {
+                    scope: Some(ledger_domain::Scope::Admin),
+                    accounts: None,
+                    name: Some("bootstrap".to_owned()),
+                };
+                let (_, secret) = ledger.create_api_key(new).await?;
+                println!("{}", secret.expose());
+            }
+            Ok(())
+        }
+        ["create", options @ ..] => {
+            let new = parse_new_key(options)?;
+            let (key, secret) = ledger.create_api_key(new).await?;
+            println!("{}", secret.expose());
+            eprintln!("{}", describe_key(&key));
+            eprintln!("The key is shown this once; the ledger keeps only its hash.");
+            Ok(())
+        }
+        _ => anyhow::bail!("{USAGE}"),
+    }
+}
+
+fn parse_new_key(options: &[&str]) -> anyhow::Result<ledger_store::NewApiKey> {
+    let mut new = ledger_store::NewApiKey::default();
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        let value = options
+            .next()
+            .with_context(|| format!("{option} needs a value"))?;
+        match *option {
+            "--scope" => {
+                new.scope = Some(
+                    ledger_domain::Scope::parse(value)
+                        .with_context(|| format!("unknown scope {value:?}"))?,
+                );
+            }
+            "--account" => {
+                let id = uuid::Uuid::parse_str(value).context("an account id must be a UUID")?;
+                new.accounts
+                    .get_or_insert_with(Vec::new)
+                    .push(ledger_domain::AccountId::from(id));
+            }
+            "--name" => new.name = Some((*value).to_owned()),
+            other => anyhow::bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    Ok(new)
+}
+
+fn describe_key(key: &ledger_store::ApiKey) -> String {
+    let accounts = key.accounts.as_ref().map_or_else(
+        || "all accounts".to_owned(),
+        |ids| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    );
+    format!(
+        "{}  {}…  {:<8}  {}  {}  {}",
+        key.id,
+        key.prefix,
+        key.scope.as_str(),
+        key.name.as_deref().unwrap_or("-"),
+        accounts,
+        key.revoked_at
+            .map_or_else(|| "valid".to_owned(), |at| format!("revoked {at}")),
+    )
 }

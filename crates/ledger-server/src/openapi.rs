@@ -2,8 +2,10 @@
 //! ([`ApiDoc`]), the operations of the route table, and the answers many
 //! operations share, each declared once here rather than on every handler.
 
+use ledger_domain::Scope;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -15,7 +17,30 @@ use crate::routes::Operation;
 /// the schemas they name, then the shared answers.
 pub fn document(operations: Vec<Operation>) -> utoipa::openapi::OpenApi {
     let mut openapi = ApiDoc::openapi();
-    for operation in operations {
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key, `lk_` and 64 hex digits (`ledger keys create`, or \
+                         `POST /keys` with an admin key).",
+                    ))
+                    .build(),
+            ),
+        );
+    for mut operation in operations {
+        if let Some(scope) = operation.scope {
+            for item in operation.paths.paths.values_mut() {
+                let operations = [&mut item.get, &mut item.post, &mut item.delete];
+                for op in operations.into_iter().flatten() {
+                    require_key(op, scope);
+                }
+            }
+        }
         openapi.paths.merge(operation.paths);
         openapi
             .components
@@ -52,6 +77,7 @@ pub fn document(operations: Vec<Operation>) -> utoipa::openapi::OpenApi {
         (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
         (name = "transfers", description = "Money moved between two customer accounts, one transfer at a time or in atomic batches."),
         (name = "journal", description = "The verifiable journal: a digest of every account's hash chain, and inclusion proofs."),
+        (name = "keys", description = "API keys (admin keys only): make, list, revoke."),
         (name = "operations", description = "Liveness and readiness probes."),
     ),
 )]
@@ -135,6 +161,53 @@ impl Modify for ServerResponses {
             }
         }
     }
+}
+
+const BEARER: &str = "bearer";
+
+/// Marks an operation as needing a key with `scope`, with the answers that
+/// come with that (declared here, once, for every protected operation).
+fn require_key(operation: &mut utoipa::openapi::path::Operation, scope: Scope) {
+    operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+    let note = format!("\n\nNeeds an API key with the `{scope}` scope (or one that includes it).");
+    match &mut operation.description {
+        Some(description) => description.push_str(&note),
+        None => operation.description = Some(note.trim_start().to_owned()),
+    }
+    let responses = &mut operation.responses.responses;
+    responses.entry("401".to_owned()).or_insert_with(|| {
+        let mut unauthorized = problem(
+            "`unauthorized`: no key, or a malformed, unknown or revoked one (the answer does \
+             not say which).",
+        );
+        unauthorized.headers.insert(
+            "WWW-Authenticate".to_owned(),
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some("`Bearer`."))
+                .build()
+                .into(),
+        );
+        unauthorized.into()
+    });
+    responses.entry("403".to_owned()).or_insert_with(|| {
+        problem("`forbidden`: the key's scope does not allow this operation.").into()
+    });
+    responses.entry("429".to_owned()).or_insert_with(|| {
+        let mut limited = problem(
+            "`rate_limited`: the key made more requests per second than \
+             `LEDGER_RATE_LIMIT_PER_KEY` allows.",
+        );
+        limited.headers.insert(
+            "Retry-After".to_owned(),
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some("Seconds to wait before retrying."))
+                .build()
+                .into(),
+        );
+        limited.into()
+    });
 }
 
 /// A problem+json answer.

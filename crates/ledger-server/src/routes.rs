@@ -7,14 +7,17 @@
 
 use std::any::type_name;
 
+use actix_web::middleware::from_fn;
 use actix_web::{guard, web, FromRequest, Handler, HttpResponse, Responder};
+use ledger_domain::Scope;
 use utoipa::openapi::path::{HttpMethod, Paths};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa_actix_web::OpenApiFactory;
 
+use crate::auth;
 use crate::error::ApiError;
-use crate::handlers::{accounts, batches, health, journal, transfers};
+use crate::handlers::{accounts, batches, health, journal, keys, transfers};
 
 /// One operation: a handler with the `#[utoipa::path]` that describes it.
 pub struct Operation {
@@ -29,6 +32,9 @@ pub struct Operation {
     /// The handler's Rust name, to check that it is the one its path
     /// describes (see the test below).
     pub handler_name: &'static str,
+    /// What a caller's key must allow (see `crate::auth`); `None`: anyone,
+    /// without a key.
+    pub scope: Option<Scope>,
     route: actix_web::Route,
     body_limit_bytes: Option<usize>,
 }
@@ -49,7 +55,14 @@ impl Operation {
         };
         let mut schemas = Vec::new();
         description.schemas(&mut schemas);
+        // Reading needs `read`, changing needs `write`; operations that
+        // need more say so with `.scope(…)`.
+        let scope = match method {
+            HttpMethod::Get | HttpMethod::Head => Scope::Read,
+            _ => Scope::Write,
+        };
         Self {
+            scope: Some(scope),
             path: P::path(),
             route: actix_route(&method).to(handler),
             method,
@@ -58,6 +71,19 @@ impl Operation {
             handler_name: type_name::<F>(),
             body_limit_bytes: None,
         }
+    }
+
+    /// Requires `scope` instead of the method's default.
+    fn scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Answers anyone, without a key: the probes (a load balancer holds no
+    /// key, and they carry no ledger data).
+    fn public(mut self) -> Self {
+        self.scope = None;
+        self
     }
 
     /// Gives this operation's resource its own JSON body limit.
@@ -72,16 +98,16 @@ impl Operation {
 /// legs do not fit the general one).
 pub fn operations(batch_body_limit_bytes: usize) -> Vec<Operation> {
     vec![
-        Operation::new(health::__path_health, health::health),
-        Operation::new(health::__path_ready, health::ready),
+        Operation::new(health::__path_health, health::health).public(),
+        Operation::new(health::__path_ready, health::ready).public(),
         Operation::new(accounts::__path_open_account, accounts::open_account),
         Operation::new(accounts::__path_list_accounts, accounts::list_accounts),
         Operation::new(accounts::__path_get_account, accounts::get_account),
-        Operation::new(accounts::__path_close_account, accounts::close_account),
+        Operation::new(accounts::__path_close_account, accounts::close_account).scope(Scope::Admin),
         Operation::new(accounts::__path_balance, accounts::balance),
         Operation::new(accounts::__path_history, accounts::history),
-        Operation::new(accounts::__path_deposit, accounts::deposit),
-        Operation::new(accounts::__path_withdraw, accounts::withdraw),
+        Operation::new(accounts::__path_deposit, accounts::deposit).scope(Scope::Treasury),
+        Operation::new(accounts::__path_withdraw, accounts::withdraw).scope(Scope::Treasury),
         Operation::new(
             transfers::__path_create_transfer,
             transfers::create_transfer,
@@ -93,6 +119,9 @@ pub fn operations(batch_body_limit_bytes: usize) -> Vec<Operation> {
         Operation::new(journal::__path_proof, journal::proof),
         Operation::new(journal::__path_digest, journal::digest),
         Operation::new(journal::__path_consistency, journal::consistency),
+        Operation::new(keys::__path_create_key, keys::create_key).scope(Scope::Admin),
+        Operation::new(keys::__path_list_keys, keys::list_keys).scope(Scope::Admin),
+        Operation::new(keys::__path_revoke_key, keys::revoke_key).scope(Scope::Admin),
     ]
 }
 
@@ -117,7 +146,15 @@ pub fn register(
                 .find_map(|operation| operation.body_limit_bytes);
             let routes = group
                 .into_iter()
-                .map(|operation| (operation.method, operation.route))
+                .map(|operation| {
+                    let route = match operation.scope {
+                        None => operation.route,
+                        Some(scope) => operation
+                            .route
+                            .wrap(from_fn(move |req, next| auth::authorize(scope, req, next))),
+                    };
+                    (operation.method, route)
+                })
                 .collect();
             let resource = resource(&path, routes);
             match limit {

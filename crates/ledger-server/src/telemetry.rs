@@ -85,6 +85,8 @@ pub async fn request_context(
         request.id = %id,
         http.method = %method,
         http.path = %path,
+        // Filled in by `auth::authorize`: the key's prefix, never its secret.
+        key.prefix = tracing::field::Empty,
     );
 
     let result = REQUEST_ID

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use ledger_domain::Decimal;
-use ledger_testkit::service::{http_client, open_accounts, short, LedgerProcess};
+use ledger_testkit::service::{authorized_client, open_accounts, short, LedgerProcess};
 use ledger_testkit::{assert_invariants, Cluster, TestDatabase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,7 +61,7 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
     // Arrange: 16 funded accounts, 32 writers retrying with their keys.
     let db = TestDatabase::create().await.expect("a test database");
     let mut server = LedgerProcess::start(LEDGER, db.url(), &[]);
-    let http = http_client(Duration::from_secs(10));
+    let http = authorized_client(Duration::from_secs(10), &db.admin_key().await);
     let accounts = open_accounts(&http, server.address(), 16, INITIAL_BALANCE).await;
     let target = Target::new(server.address());
     let load = Load::start(
@@ -173,7 +173,7 @@ async fn losing_the_database_mid_load_gets_503_with_retry_after_and_the_service_
             ("LEDGER_STATEMENT_TIMEOUT_MS", &statement_ms),
         ],
     );
-    let http = http_client(Duration::from_secs(15));
+    let http = authorized_client(Duration::from_secs(15), &db.admin_key().await);
     let accounts = open_accounts(&http, server.address(), 8, INITIAL_BALANCE).await;
     let target = Target::new(server.address());
     let load = Load::start(
@@ -374,7 +374,7 @@ async fn a_locked_table_behind_an_exhausted_pool_gets_503_within_the_timeouts_an
             ("LEDGER_STATEMENT_TIMEOUT_MS", &statement_ms),
         ],
     );
-    let http = http_client(Duration::from_secs(15));
+    let http = authorized_client(Duration::from_secs(15), &db.admin_key().await);
     let address = server.address().to_owned();
     let accounts = open_accounts(&http, &address, 8, INITIAL_BALANCE).await;
     let budget = Duration::from_millis(POOL_ACQUIRE_TIMEOUT_MS + POOL_STATEMENT_TIMEOUT_MS)

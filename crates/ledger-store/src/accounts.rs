@@ -85,6 +85,7 @@ impl Ledger {
                 currency: request.currency,
                 metadata: metadata.clone(),
             }),
+            author: self.author,
         };
         match self.submit(leg).await? {
             LegAnswer::Applied {
@@ -142,13 +143,18 @@ impl Ledger {
 
         let insert = tx
             .prepare_cached(
-                "insert into ledger.accounts (account_id, currency_code, metadata) \
-                 values ($1, $2, $3)",
+                "insert into ledger.accounts (account_id, currency_code, metadata, opened_by) \
+                 values ($1, $2, $3, $4)",
             )
             .await?;
         tx.execute(
             &insert,
-            &[&id.as_uuid(), &request.currency.code(), &metadata],
+            &[
+                &id.as_uuid(),
+                &request.currency.code(),
+                &metadata,
+                &self.author,
+            ],
         )
         .await
         .map_err(|err| {
@@ -183,6 +189,19 @@ impl Ledger {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Account>, StoreError> {
+        self.list_accounts_among(cursor, limit, None).await
+    }
+
+    /// [`Self::list_accounts`], of `among` only when given (the accounts an
+    /// API key is restricted to).
+    pub async fn list_accounts_among(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+        among: Option<&[AccountId]>,
+    ) -> Result<Page<Account>, StoreError> {
+        let among: Option<Vec<uuid::Uuid>> =
+            among.map(|ids| ids.iter().map(AccountId::as_uuid).collect());
         let after = match cursor {
             None => uuid::Uuid::nil(),
             Some(text) => self
@@ -206,7 +225,9 @@ impl Ledger {
                      from (select account_id, currency_code, is_system, created_at, closed_at,
                                   metadata
                              from ledger.accounts
-                            where account_id > $1 order by account_id limit $2) a
+                            where account_id > $1
+                              and ($4::uuid[] is null or account_id = any($4))
+                            order by account_id limit $2) a
                  ) p
                  where bytes_before < $3
                  order by account_id"
@@ -216,7 +237,7 @@ impl Ledger {
         let rows = client
             .query(
                 &statement,
-                &[&after, &(i64::from(limit) + 1), &PAGE_BYTE_BUDGET],
+                &[&after, &(i64::from(limit) + 1), &PAGE_BYTE_BUDGET, &among],
             )
             .await?;
         let matched: i64 = match rows.first() {

@@ -22,6 +22,7 @@ mod heads;
 mod horizon;
 mod idempotency;
 mod journal;
+mod keys;
 mod migrate;
 mod records;
 mod slots;
@@ -44,6 +45,7 @@ pub use config::{StoreConfig, MAX_GROUP_LEGS};
 pub use error::{Constraint, StoreError};
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{ConsistencyProof, Digest, InclusionProof, TreeHead};
+pub use keys::{ApiKey, NewApiKey};
 pub use verify::{CurrencyTotal, VerifyReport, Violation, RULES};
 
 /// The statements of the transfer write path, for benchmarks that must drive
@@ -81,6 +83,8 @@ pub struct Ledger {
     queues: Arc<Queues>,
     /// What the group commit has done so far.
     group_metrics: Arc<GroupCommitMetrics>,
+    /// The API key this handle writes for (see [`Ledger::as_author`]).
+    author: Option<uuid::Uuid>,
 }
 
 impl Ledger {
@@ -97,7 +101,19 @@ impl Ledger {
             cursor_key: Arc::default(),
             queues: Arc::default(),
             group_metrics: Arc::default(),
+            author: None,
         })
+    }
+
+    /// The same ledger, recording `key` as the author of every write made
+    /// through the returned handle (`created_by` on transfers and batches,
+    /// `opened_by` on accounts). The HTTP layer makes one per request from
+    /// the caller's API key; `None` records no author.
+    pub fn as_author(&self, key: Option<uuid::Uuid>) -> Self {
+        Self {
+            author: key,
+            ..self.clone()
+        }
     }
 
     /// The store's configuration.

@@ -46,6 +46,8 @@ pub struct Transfer {
     pub source_balance_after: Decimal,
     /// The client's metadata, as given.
     pub metadata: Option<Value>,
+    /// The API key that made it (`None`: made without authentication).
+    pub created_by: Option<Uuid>,
 }
 
 /// A balance, now or as of a point in time.
@@ -186,7 +188,7 @@ pub(crate) fn currency_of(code: &str) -> Result<Currency, StoreError> {
 /// The columns [`transfer_from_row`] reads, in a form fit for `select`.
 pub(crate) const TRANSFER_COLUMNS: &str = "transfer_id, source_account_id, source_seq, \
     destination_account_id, amount, currency_code, created_at, source_balance_after, \
-    metadata";
+    metadata, created_by";
 
 pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, StoreError> {
     Ok(Transfer {
@@ -199,6 +201,7 @@ pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, S
         created_at: row.try_get("created_at")?,
         source_balance_after: row.try_get("source_balance_after")?,
         metadata: row.try_get("metadata")?,
+        created_by: row.try_get("created_by")?,
     })
 }
 

@@ -108,6 +108,7 @@ impl Ledger {
             transfer_id,
             claim,
             opening: None,
+            author: self.author,
         };
         match self.submit(leg).await? {
             LegAnswer::Applied { transfer, .. } => Ok(Outcome {
@@ -179,6 +180,7 @@ impl Ledger {
                         &currency.code(),
                         &decision.amount.value(),
                         &leg.metadata,
+                        &leg.author,
                     ],
                 )
                 .await
@@ -270,8 +272,8 @@ impl Ledger {
 pub fn insert_transfer_sql() -> String {
     format!(
         "insert into ledger.transfers (source_account_id, source_seq, transfer_id, \
-             destination_account_id, currency_code, amount, metadata) \
-         values ($1, $2, $3, $4, $5, $6, $7) \
+             destination_account_id, currency_code, amount, metadata, created_by) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8) \
          on conflict (source_account_id, source_seq) do nothing \
          returning {TRANSFER_COLUMNS}"
     )

@@ -8,7 +8,8 @@
 //! a few tens of milliseconds.
 
 use anyhow::Context;
-use ledger_store::{Ledger, StoreConfig};
+use ledger_domain::{AccountId, Scope};
+use ledger_store::{Ledger, NewApiKey, StoreConfig};
 use tokio_postgres::NoTls;
 
 use crate::ledger::{snapshot, Snapshot};
@@ -73,6 +74,24 @@ impl TestDatabase {
         config.pool_size = 16;
         adjust(&mut config);
         Ledger::connect(config).expect("a valid test database URL")
+    }
+
+    /// A new API key with `scope` (and, when given, only `accounts`): its
+    /// secret, for `Authorization: Bearer …`.
+    pub async fn api_key(&self, scope: Scope, accounts: Option<Vec<AccountId>>) -> String {
+        let ledger = self.ledger_with(|config| config.pool_size = 1);
+        let new = NewApiKey {
+            scope: Some(scope),
+            accounts,
+            name: Some(format!("test {scope}")),
+        };
+        let (_, secret) = ledger.create_api_key(new).await.expect("an API key");
+        secret.expose().to_owned()
+    }
+
+    /// A new admin key (every suite talks to the service with one).
+    pub async fn admin_key(&self) -> String {
+        self.api_key(Scope::Admin, None).await
     }
 
     /// A plain connection, for assertions that must bypass the store.

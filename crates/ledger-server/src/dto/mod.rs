@@ -8,6 +8,7 @@ mod accounts;
 mod batches;
 mod health;
 mod journal;
+mod keys;
 mod transfers;
 
 use std::borrow::Cow;
@@ -26,6 +27,7 @@ pub use accounts::*;
 pub use batches::*;
 pub use health::*;
 pub use journal::*;
+pub use keys::*;
 pub use transfers::*;
 
 use crate::error::ApiError;

@@ -49,6 +49,10 @@ pub struct TransferDto {
     /// The source's balance right after this transfer: the figure its
     /// overdraft check used.
     pub source_balance_after: Money,
+    /// The id of the API key that made it; null when it was made without
+    /// authentication (`LEDGER_AUTH=off`).
+    #[schema(required = true)]
+    pub created_by: Option<Uuid>,
 }
 
 impl From<Transfer> for TransferDto {
@@ -63,6 +67,7 @@ impl From<Transfer> for TransferDto {
             created_at: transfer.created_at,
             metadata: transfer.metadata,
             source_balance_after: Money::scaled(transfer.source_balance_after, transfer.currency),
+            created_by: transfer.created_by,
         }
     }
 }

@@ -3,15 +3,16 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use ledger_domain::{AccountId, Currency};
+use ledger_domain::{AccountId, Currency, Decimal, Scope};
 use ledger_store::{HistoryQuery, NewAccount, Posting};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::dto::{
     page_size, parse_metadata, AccountDto, AccountPage, BalanceDto, BalanceParams, HistoryPage,
     HistoryParams, ListAccountsParams, MovementRequest, OpenAccountRequest, TransferDto,
 };
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::handlers::responses::{AccountConflict, TransferCreated};
 use crate::handlers::AppState;
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
@@ -43,10 +44,17 @@ use crate::timestamp::instant;
 )]
 pub async fn open_account(
     state: web::Data<AppState>,
+    caller: Caller,
     key: IdempotencyKeyHeader,
     body: web::Json<OpenAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    if caller.accounts().is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a key restricted to accounts cannot open accounts",
+        ));
+    }
     let currency = match &body.currency {
         Some(code) => Currency::parse(code)?,
         None => state.api.default_currency,
@@ -56,13 +64,20 @@ pub async fn open_account(
         .as_ref()
         .map(|amount| state.amount(amount, "initial_balance"))
         .transpose()?;
+    // Money in at opening is a deposit: it creates money.
+    if initial_balance.is_some_and(|amount| amount > Decimal::ZERO) {
+        caller.require(Scope::Treasury)?;
+    }
     let request = NewAccount {
         id: body.id.map(AccountId::from),
         currency,
         initial_balance,
         metadata: parse_metadata(body.metadata)?,
     };
-    let outcome = state.ledger.open_account(request, key.key()).await?;
+    let outcome = caller
+        .ledger(&state.ledger)
+        .open_account(request, caller.idempotency_key(key.key()).as_ref())
+        .await?;
     let account = AccountDto::from(outcome.value);
     let mut response = HttpResponse::Created();
     response.insert_header((header::LOCATION, format!("/accounts/{}", account.id)));
@@ -84,12 +99,13 @@ pub async fn open_account(
 )]
 pub async fn list_accounts(
     state: web::Data<AppState>,
+    caller: Caller,
     params: web::Query<ListAccountsParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_size(params.limit)?;
     let page = state
         .ledger
-        .list_accounts(params.cursor.as_deref(), limit)
+        .list_accounts_among(params.cursor.as_deref(), limit, caller.accounts())
         .await?;
     Ok(HttpResponse::Ok().json(AccountPage::from(page)))
 }
@@ -110,9 +126,12 @@ pub async fn list_accounts(
 )]
 pub async fn get_account(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = state.ledger.get_account(AccountId::from(*id)).await?;
+    let account = AccountId::from(*id);
+    caller.check_account(account)?;
+    let account = state.ledger.get_account(account).await?;
     Ok(HttpResponse::Ok().json(AccountDto::from(account)))
 }
 
@@ -140,12 +159,15 @@ pub async fn get_account(
 )]
 pub async fn close_account(
     state: web::Data<AppState>,
+    caller: Caller,
     key: IdempotencyKeyHeader,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = state
-        .ledger
-        .close_account(AccountId::from(*id), key.key())
+    let account = AccountId::from(*id);
+    caller.check_account(account)?;
+    let outcome = caller
+        .ledger(&state.ledger)
+        .close_account(account, caller.idempotency_key(key.key()).as_ref())
         .await?;
     let mut response = HttpResponse::Ok();
     mark_replayed(&mut response, outcome.replayed);
@@ -167,10 +189,12 @@ pub async fn close_account(
 )]
 pub async fn balance(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<Uuid>,
     params: web::Query<BalanceParams>,
 ) -> Result<HttpResponse, ApiError> {
     let account = AccountId::from(*id);
+    caller.check_account(account)?;
     let balance = match params.at {
         Some(at) => state.ledger.balance_at(account, at.get()).await?,
         None => state.ledger.balance(account).await?,
@@ -193,6 +217,7 @@ pub async fn balance(
 )]
 pub async fn history(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<Uuid>,
     params: web::Query<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -203,7 +228,9 @@ pub async fn history(
         cursor: params.cursor,
         limit: page_size(params.limit)?,
     };
-    let page = state.ledger.history(AccountId::from(*id), &query).await?;
+    let account = AccountId::from(*id);
+    caller.check_account(account)?;
+    let page = state.ledger.history(account, &query).await?;
     Ok(HttpResponse::Ok().json(HistoryPage::from(page)))
 }
 
@@ -229,18 +256,15 @@ pub async fn history(
 )]
 pub async fn deposit(
     state: web::Data<AppState>,
+    caller: Caller,
     key: IdempotencyKeyHeader,
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let account = AccountId::from(*id);
-    post_movement(
-        &state,
-        &key,
-        body.into_inner(),
-        Posting::Deposit { account },
-    )
-    .await
+    caller.check_account(account)?;
+    let posting = Posting::Deposit { account };
+    post_movement(&state, &caller, &key, body.into_inner(), posting).await
 }
 
 /// Withdraws money from an account, to its currency's system account.
@@ -265,33 +289,32 @@ pub async fn deposit(
 )]
 pub async fn withdraw(
     state: web::Data<AppState>,
+    caller: Caller,
     key: IdempotencyKeyHeader,
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let account = AccountId::from(*id);
-    post_movement(
-        &state,
-        &key,
-        body.into_inner(),
-        Posting::Withdrawal { account },
-    )
-    .await
+    caller.check_account(account)?;
+    let posting = Posting::Withdrawal { account };
+    post_movement(&state, &caller, &key, body.into_inner(), posting).await
 }
 
 /// A deposit or a withdrawal: one posting between the account and its
 /// currency's system account.
 async fn post_movement(
     state: &AppState,
+    caller: &Caller,
     key: &IdempotencyKeyHeader,
     body: MovementRequest,
     posting: Posting,
 ) -> Result<HttpResponse, ApiError> {
     let amount = state.amount(&body.amount, "amount")?;
     let metadata = parse_metadata(body.metadata)?;
-    let outcome = state
-        .ledger
-        .post(posting, amount, metadata, key.key())
+    let key = caller.idempotency_key(key.key());
+    let outcome = caller
+        .ledger(&state.ledger)
+        .post(posting, amount, metadata, key.as_ref())
         .await?;
     Ok(created_transfer(outcome.value.into(), outcome.replayed))
 }

@@ -2,10 +2,11 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use ledger_domain::{check_batch_size, AccountId, BatchId};
+use ledger_domain::{check_batch_size, AccountId, BatchId, DomainError};
 use ledger_store::BatchLeg;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::dto::{parse_metadata, BatchDto, BatchRequest, TransferRequest};
 use crate::error::{ApiError, Problem};
 use crate::handlers::AppState;
@@ -43,6 +44,7 @@ use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
 )]
 pub async fn create_batch(
     state: web::Data<AppState>,
+    caller: Caller,
     key: IdempotencyKeyHeader,
     body: web::Json<BatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -57,14 +59,22 @@ pub async fn create_batch(
             .amount(&leg.amount, "amount")
             .map_err(|err| err.for_leg(index))?;
         let metadata = parse_metadata(leg.metadata).map_err(|err| err.for_leg(index))?;
+        let source = AccountId::from(leg.source);
+        caller
+            .check_account(source)
+            .map_err(|err| err.for_leg(index))?;
         legs.push(BatchLeg {
-            source: AccountId::from(leg.source),
+            source,
             destination: AccountId::from(leg.destination),
             amount,
             metadata,
         });
     }
-    let outcome = state.ledger.batch(legs, key.key()).await?;
+    let key = caller.idempotency_key(key.key());
+    let outcome = caller
+        .ledger(&state.ledger)
+        .batch(legs, key.as_ref())
+        .await?;
     let batch = BatchDto::from(outcome.value);
     let mut response = HttpResponse::Created();
     response.insert_header((header::LOCATION, format!("/batches/{}", batch.id)));
@@ -87,8 +97,18 @@ pub async fn create_batch(
 )]
 pub async fn get_batch(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let batch = state.ledger.get_batch(BatchId::from(*id)).await?;
+    let id = BatchId::from(*id);
+    let batch = state.ledger.get_batch(id).await?;
+    // A restricted key sees a batch only when every leg touches its accounts.
+    let visible = batch
+        .transfers
+        .iter()
+        .all(|t| caller.may_use(t.source) || caller.may_use(t.destination));
+    if !visible {
+        return Err(DomainError::BatchNotFound(id).into());
+    }
     Ok(HttpResponse::Ok().json(BatchDto::from(batch)))
 }

@@ -4,9 +4,10 @@
 
 use actix_web::{web, HttpResponse};
 use ledger_domain::journal::TreeSizes;
-use ledger_domain::TransferId;
+use ledger_domain::{DomainError, TransferId};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::dto::{ConsistencyDto, ConsistencyParams, DigestDto, JournalParams, ProofDto};
 use crate::error::{ApiError, Problem};
 use crate::handlers::AppState;
@@ -51,13 +52,19 @@ pub async fn digest(
 )]
 pub async fn proof(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<Uuid>,
     params: web::Query<JournalParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let proof = state
-        .ledger
-        .proof(TransferId::from(*id), instant(params.at))
-        .await?;
+    let id = TransferId::from(*id);
+    if caller.accounts().is_some() {
+        // A restricted key proves only the transfers it may read.
+        let transfer = state.ledger.get_transfer(id).await?;
+        if !caller.may_use(transfer.source) && !caller.may_use(transfer.destination) {
+            return Err(DomainError::TransferNotFound(id).into());
+        }
+    }
+    let proof = state.ledger.proof(id, instant(params.at)).await?;
     Ok(HttpResponse::Ok().json(ProofDto::from(proof)))
 }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod batches;
 pub mod health;
 pub mod journal;
+pub mod keys;
 pub mod responses;
 pub mod transfers;
 
@@ -15,6 +16,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use ledger_domain::Decimal;
 use ledger_store::Ledger;
 
+use crate::auth::RateLimiter;
 use crate::config::ApiConfig;
 use crate::dto::AmountInput;
 use crate::error::{ApiError, ErrorCode};
@@ -26,6 +28,21 @@ pub struct AppState {
     pub ledger: Ledger,
     /// The API's settings.
     pub api: Arc<ApiConfig>,
+    /// Per-key request rate, when `LEDGER_RATE_LIMIT_PER_KEY` is set.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
+}
+
+impl AppState {
+    /// The state every worker shares.
+    pub fn new(ledger: Ledger, api: ApiConfig) -> Self {
+        let rate_limiter =
+            (api.rate_limit_per_key > 0).then(|| RateLimiter::new(api.rate_limit_per_key));
+        Self {
+            ledger,
+            api: Arc::new(api),
+            rate_limiter,
+        }
+    }
 }
 
 impl AppState {

@@ -1,9 +1,10 @@
 //! Transfers between customer accounts.
 
 use actix_web::{web, HttpResponse};
-use ledger_domain::{AccountId, TransferId};
+use ledger_domain::{AccountId, DomainError, TransferId};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::dto::{parse_metadata, TransferDto, TransferRequest};
 use crate::error::{ApiError, Problem};
 use crate::handlers::accounts::created_transfer;
@@ -34,20 +35,26 @@ use crate::idempotency::IdempotencyKeyHeader;
 )]
 pub async fn create_transfer(
     state: web::Data<AppState>,
+    caller: Caller,
     key: IdempotencyKeyHeader,
     body: web::Json<TransferRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let source = AccountId::from(body.source);
+    // A restricted key moves money only out of its own accounts; the
+    // destination may be any account (its existence shows in the answer).
+    caller.check_account(source)?;
     let amount = state.amount(&body.amount, "amount")?;
     let metadata = parse_metadata(body.metadata)?;
-    let outcome = state
-        .ledger
+    let key = caller.idempotency_key(key.key());
+    let outcome = caller
+        .ledger(&state.ledger)
         .transfer(
-            AccountId::from(body.source),
+            source,
             AccountId::from(body.destination),
             amount,
             metadata,
-            key.key(),
+            key.as_ref(),
         )
         .await?;
     Ok(created_transfer(outcome.value.into(), outcome.replayed))
@@ -68,8 +75,15 @@ pub async fn create_transfer(
 )]
 pub async fn get_transfer(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let transfer = state.ledger.get_transfer(TransferId::from(*id)).await?;
+    let id = TransferId::from(*id);
+    let transfer = state.ledger.get_transfer(id).await?;
+    // A restricted key sees the transfers that touch its accounts; any other
+    // is, to it, a transfer that does not exist.
+    if !caller.may_use(transfer.source) && !caller.may_use(transfer.destination) {
+        return Err(DomainError::TransferNotFound(id).into());
+    }
     Ok(HttpResponse::Ok().json(TransferDto::from(transfer)))
 }

@@ -45,9 +45,9 @@ const BATCH_TIME: &str = "\
 fn insert_batch_sql() -> String {
     format!(
         "insert into ledger.transfers (source_account_id, source_seq, transfer_id, \
-             destination_account_id, currency_code, amount, metadata) \
+             destination_account_id, currency_code, amount, metadata, created_by) \
          select leg.source, leg.seq, leg.transfer_id, leg.destination, leg.currency, \
-                leg.amount, leg.metadata \
+                leg.amount, leg.metadata, $8 \
            from unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::text[], \
                        $6::numeric[], $7::jsonb[]) \
                 with ordinality as leg(source, seq, transfer_id, destination, currency, \
@@ -58,7 +58,8 @@ fn insert_batch_sql() -> String {
 }
 
 const INSERT_BATCH: &str = "\
-    insert into ledger.batches (batch_id, created_at, transfer_ids) values ($1, $2, $3)";
+    insert into ledger.batches (batch_id, created_at, transfer_ids, created_by)
+    values ($1, $2, $3, $4)";
 
 const CLAIM_BATCH_KEY: &str = "\
     select outcome, batch_id from ledger.claim_batch_idempotency_key($1, $2, $3)";
@@ -178,18 +179,27 @@ impl Ledger {
             .prepare_cached(&insert_batch_sql())
             .await
             .context("prepare the batch insert")?;
-        let inserted =
-            match insert_legs(tx, &insert, legs, transfer_ids, &rows, 0..legs.len()).await {
-                Ok(inserted) => inserted,
-                Err(err) if lost_race(&err) => return Ok(Attempt::LostRace),
-                Err(err) => {
-                    tx.batch_execute("rollback to savepoint batch_insert")
-                        .await?;
-                    return self
-                        .find_refused_leg(tx, &insert, legs, transfer_ids, &rows, err)
-                        .await;
-                }
-            };
+        let inserted = match insert_legs(
+            tx,
+            &insert,
+            legs,
+            transfer_ids,
+            &rows,
+            0..legs.len(),
+            self.author,
+        )
+        .await
+        {
+            Ok(inserted) => inserted,
+            Err(err) if lost_race(&err) => return Ok(Attempt::LostRace),
+            Err(err) => {
+                tx.batch_execute("rollback to savepoint batch_insert")
+                    .await?;
+                return self
+                    .find_refused_leg(tx, &insert, legs, transfer_ids, &rows, err)
+                    .await;
+            }
+        };
         if inserted.len() != legs.len() {
             return Ok(Attempt::LostRace);
         }
@@ -208,8 +218,11 @@ impl Ledger {
             .collect::<Result<Vec<_>, _>>()?;
         let ids: Vec<Uuid> = transfer_ids.iter().map(TransferId::as_uuid).collect();
         let statement = tx.prepare_cached(INSERT_BATCH).await?;
-        tx.execute(&statement, &[&batch_id.as_uuid(), &batch_at, &ids])
-            .await?;
+        tx.execute(
+            &statement,
+            &[&batch_id.as_uuid(), &batch_at, &ids, &self.author],
+        )
+        .await?;
         Ok(Attempt::Committed(Batch {
             id: batch_id,
             created_at: batch_at,
@@ -232,7 +245,17 @@ impl Ledger {
         batch_error: tokio_postgres::Error,
     ) -> Result<Attempt, StoreError> {
         for index in 0..legs.len() {
-            match insert_legs(tx, insert, legs, transfer_ids, rows, index..index + 1).await {
+            match insert_legs(
+                tx,
+                insert,
+                legs,
+                transfer_ids,
+                rows,
+                index..index + 1,
+                self.author,
+            )
+            .await
+            {
                 Ok(_) => {}
                 Err(err) if lost_race(&err) => return Ok(Attempt::LostRace),
                 Err(err) => {
@@ -263,6 +286,7 @@ async fn insert_legs(
     transfer_ids: &[TransferId],
     rows: &[Row],
     range: std::ops::Range<usize>,
+    author: Option<Uuid>,
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
     let legs = &legs[range.clone()];
     let rows = &rows[range.clone()];
@@ -289,6 +313,7 @@ async fn insert_legs(
             &currencies,
             &amounts,
             &metadata,
+            &author,
         ],
     )
     .await

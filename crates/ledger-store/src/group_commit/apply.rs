@@ -34,18 +34,21 @@ use crate::{Ledger, StoreError};
 fn insert_group_sql() -> String {
     format!(
         "insert into ledger.transfers (source_account_id, source_seq, transfer_id, \
-             destination_account_id, currency_code, amount, metadata) \
-         select $1, leg.seq, leg.transfer_id, leg.destination, $2, leg.amount, leg.metadata \
-           from unnest($3::bigint[], $4::uuid[], $5::uuid[], $6::numeric[], $7::jsonb[]) \
-                with ordinality as leg(seq, transfer_id, destination, amount, metadata, position) \
+             destination_account_id, currency_code, amount, metadata, created_by) \
+         select $1, leg.seq, leg.transfer_id, leg.destination, $2, leg.amount, leg.metadata, \
+                leg.author \
+           from unnest($3::bigint[], $4::uuid[], $5::uuid[], $6::numeric[], $7::jsonb[], \
+                       $8::uuid[]) \
+                with ordinality as leg(seq, transfer_id, destination, amount, metadata, author, \
+                                       position) \
           order by leg.position \
          returning {TRANSFER_COLUMNS}"
     )
 }
 
 const INSERT_OPENED_ACCOUNT: &str = "\
-    insert into ledger.accounts (account_id, currency_code, metadata)
-    values ($1, $2, $3)
+    insert into ledger.accounts (account_id, currency_code, metadata, opened_by)
+    values ($1, $2, $3, $4)
     on conflict on constraint accounts_pkey do nothing
     returning created_at";
 
@@ -269,6 +272,7 @@ impl Ledger {
                             &leg.destination.as_uuid(),
                             &opening.currency.code(),
                             &opening.metadata,
+                            &leg.author,
                         ],
                     )
                     .await
@@ -323,6 +327,7 @@ impl Ledger {
                 .iter()
                 .map(|a| legs[a.0].metadata.clone())
                 .collect();
+            let authors: Vec<Option<Uuid>> = accepted.iter().map(|a| legs[a.0].author).collect();
             let rows = match tx
                 .query(
                     &insert,
@@ -334,6 +339,7 @@ impl Ledger {
                         &destinations,
                         &amounts,
                         &metadata,
+                        &authors,
                     ],
                 )
                 .await

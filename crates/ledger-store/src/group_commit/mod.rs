@@ -69,6 +69,8 @@ pub(crate) struct Leg {
     /// Set when the leg opens its destination: the account row is inserted
     /// in the group's transaction, just before its deposit.
     pub opening: Option<Opening>,
+    /// The API key that asked for it (`created_by`).
+    pub author: Option<Uuid>,
 }
 
 /// An idempotency key and what it records for the leg.

@@ -38,8 +38,12 @@ pub const HORIZON_INTERVAL: Duration = Duration::from_millis(50);
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
-    /// A client with no default headers (see [`http_client`]).
+    /// A client that sends the app's admin key with every request (see
+    /// [`authorized_client`]); raw requests through it skip the contract
+    /// check but not authentication.
     pub client: reqwest::Client,
+    /// The admin key `client` sends (absent for an unreachable database).
+    pub admin_key: Option<String>,
     /// The database the server uses (absent for an unreachable one).
     pub db: Option<TestDatabase>,
     runner: Runner,
@@ -113,7 +117,17 @@ async fn start_in_process(
 /// Fetches the served OpenAPI document, which every checked response is
 /// judged by.
 async fn connect(address: String, db: Option<TestDatabase>, runner: Runner) -> TestApp {
-    let client = http_client(Duration::from_secs(30));
+    let admin_key = match &db {
+        Some(db) => Some(db.admin_key().await),
+        None => None,
+    };
+    // Without a database no key can be made; a well-formed one still takes
+    // requests as far as the key check, which needs the database.
+    let unverifiable = format!("lk_{}", "0".repeat(64));
+    let client = authorized_client(
+        Duration::from_secs(30),
+        admin_key.as_deref().unwrap_or(&unverifiable),
+    );
     let document: Value = client
         .get(format!("{address}/openapi.json"))
         .send()
@@ -125,6 +139,7 @@ async fn connect(address: String, db: Option<TestDatabase>, runner: Runner) -> T
     TestApp {
         address,
         client,
+        admin_key,
         db,
         runner,
         spec: Arc::new(Spec::new(document)),
@@ -150,11 +165,28 @@ impl Drop for TestApp {
 /// connections are dropped well before the server's keep-alive (5 s) ends
 /// them, so that no request races a server-side close of its connection.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    client_builder(timeout)
+        .build()
+        .expect("Failed to build the HTTP client")
+}
+
+fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .pool_idle_timeout(Duration::from_secs(2))
         .timeout(timeout)
+}
+
+/// [`http_client`] sending `Authorization: Bearer <key>` with every request.
+pub fn authorized_client(timeout: Duration, key: &str) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .expect("an API key is a valid header value");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    client_builder(timeout)
+        .default_headers(headers)
         .build()
         .expect("Failed to build the HTTP client")
 }
