@@ -234,7 +234,13 @@ pub async fn deposit(
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let account = AccountId::from(*id);
-    post_movement(&state, &key, body.into_inner(), Posting::Deposit { account }).await
+    post_movement(
+        &state,
+        &key,
+        body.into_inner(),
+        Posting::Deposit { account },
+    )
+    .await
 }
 
 /// Withdraws money from an account, to its currency's system account.
@@ -264,7 +270,13 @@ pub async fn withdraw(
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let account = AccountId::from(*id);
-    post_movement(&state, &key, body.into_inner(), Posting::Withdrawal { account }).await
+    post_movement(
+        &state,
+        &key,
+        body.into_inner(),
+        Posting::Withdrawal { account },
+    )
+    .await
 }
 
 /// A deposit or a withdrawal: one posting between the account and its
@@ -277,7 +289,10 @@ async fn post_movement(
 ) -> Result<HttpResponse, ApiError> {
     let amount = state.amount(&body.amount, "amount")?;
     let metadata = parse_metadata(body.metadata)?;
-    let outcome = state.ledger.post(posting, amount, metadata, key.key()).await?;
+    let outcome = state
+        .ledger
+        .post(posting, amount, metadata, key.key())
+        .await?;
     Ok(created_transfer(outcome.value.into(), outcome.replayed))
 }
 

@@ -15,9 +15,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use ledger_domain::Decimal;
 use ledger_store::Ledger;
 
+use crate::admission::InFlight;
 use crate::config::ApiConfig;
 use crate::dto::AmountInput;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -26,9 +28,24 @@ pub struct AppState {
     pub ledger: Ledger,
     /// The API's settings.
     pub api: Arc<ApiConfig>,
+    /// The requests in flight in the whole process, and their bound
+    /// (`LEDGER_MAX_IN_FLIGHT`); shared by every worker.
+    pub in_flight: Arc<InFlight>,
+    /// What `/metrics` reports; shared by every worker and listener.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
+    /// The state of one server: its in-flight bound and metrics are new.
+    pub fn new(ledger: Ledger, api: ApiConfig) -> Self {
+        Self {
+            ledger,
+            in_flight: Arc::new(InFlight::new(api.max_in_flight)),
+            metrics: Arc::new(Metrics::new()),
+            api: Arc::new(api),
+        }
+    }
+
     /// Parses an amount and applies the configured per-request maximum
     /// (the store applies the ledger's own ceiling and the currency's scale).
     pub fn amount(&self, input: &AmountInput, field: &str) -> Result<Decimal, ApiError> {
