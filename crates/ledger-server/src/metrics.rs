@@ -166,8 +166,10 @@ impl Metrics {
         let pool = ledger.pool_status();
         let group = ledger.group_commit_metrics().snapshot();
         let horizon_lag = ledger.last_seen_final_horizon().map(|horizon| {
+            // The horizon is the database's clock; a few microseconds ahead
+            // of ours reads as no lag, not a negative one.
             let lag = chrono::Utc::now() - horizon;
-            lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6
+            (lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(0.0)
         });
         with_local_recorder(&self.recorder, || {
             gauge!(IN_FLIGHT).set(in_flight.current() as f64);
