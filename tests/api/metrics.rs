@@ -273,3 +273,48 @@ async fn metrics_are_not_part_of_the_api_document() {
     let app = spawn_app().await;
     assert!(app.document()["paths"].get("/metrics").is_none());
 }
+
+#[tokio::test]
+async fn the_sample_dashboard_queries_only_metrics_the_service_serves() {
+    // Arrange: every kind of series once (a request, a store refusal, a
+    // group, a horizon).
+    let app = spawn_app().await;
+    app.funded_account("10.00").await;
+    app.get("/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b")
+        .await
+        .expect_problem(404, "account_not_found");
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let metrics = Metrics::scrape(&app).await;
+        if metrics.has("ledger_horizon_lag_seconds") || started.elapsed().as_secs() >= 10 {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-ledger.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard"))
+            .expect("the dashboard is JSON");
+
+    // Act: every metric name in the panels' queries.
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a query");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("ledger_") {
+                    names.push(word.to_owned());
+                }
+            }
+        }
+    }
+
+    // Assert
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        assert!(
+            metrics.has(&name),
+            "the dashboard queries {name}, which /metrics lacks"
+        );
+    }
+}
