@@ -15,6 +15,10 @@ ARG DEBIAN_RELEASE=bookworm
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /src
 COPY . .
+# .git is not in the build context: pass the commit for ledger_build_info,
+# e.g. `docker build --build-arg LEDGER_GIT_SHA=$(git rev-parse --short=12 HEAD) .`
+ARG LEDGER_GIT_SHA=
+ENV LEDGER_GIT_SHA=${LEDGER_GIT_SHA}
 # The caches keep the crates.io downloads and the target dir between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -10,7 +10,8 @@
 # summary line each printed:
 #
 # - crash: 32 writers with an Idempotency-Key per logical transfer; the
-#   server is killed with SIGKILL 3-5 times at random moments and restarted;
+#   server is killed with SIGKILL 3-5 times at random moments and restarted
+#   on the same port, each restart answering /ready within 1 s of the kill;
 # - database loss: the test's own PostgreSQL cluster (under target/tmp,
 #   started and stopped through scripts/ensure-postgres.sh on a free
 #   loopback port) is stopped mid-load for 4 s and started again;

@@ -9,6 +9,7 @@ mod batches;
 mod concurrency;
 mod idempotency;
 mod journal;
+mod metrics;
 mod openapi;
 mod operations;
 mod protocol;

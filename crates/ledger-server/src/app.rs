@@ -13,13 +13,14 @@ use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{mime, web, App, HttpRequest, HttpResponse, HttpServer};
+use ledger_domain::Scope;
 use ledger_store::Ledger;
 use utoipa::openapi::path::HttpMethod;
 
 use crate::config::ApiConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::handlers::{fallback, AppState};
-use crate::{body, openapi, routes, telemetry};
+use crate::{admission, body, metrics, openapi, routes, telemetry};
 
 /// Builds the application around a ledger. Called once per worker.
 pub fn build_app(
@@ -53,6 +54,8 @@ pub fn build_app(
             routes::operations(batch_body_limit),
             json_error,
         ))
+        // Not part of the API document, like the document itself.
+        .service(metrics::resource(Some(Scope::Metrics)))
         .service(routes::resource(
             "/openapi.json",
             vec![(
@@ -92,6 +95,11 @@ pub fn build_app(
         // Before any handler can read a body: refuse content codings it
         // would misread, and bound the time a body may take to arrive.
         .wrap(from_fn(body::guard))
+        // Before the body guard, so that a shed request costs nothing: its
+        // body is never read.
+        .wrap(from_fn(admission::shed))
+        // Counts every answer, shed ones and the router's own included.
+        .wrap(from_fn(metrics::observe))
         // Outermost: every response, errors from the layers above included,
         // gets the request id and one log line.
         .wrap(from_fn(telemetry::request_context))
@@ -223,12 +231,37 @@ pub fn server(
     listener: TcpListener,
     workers: usize,
 ) -> std::io::Result<Server> {
-    let state = AppState::new(ledger, api);
+    serve(AppState::new(ledger, api), listener, workers)
+}
+
+/// [`server`] with a given state, e.g. one shared with [`metrics_server`].
+pub fn serve(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(workers)
         .shutdown_timeout(30)
         .listen(listener)?
         .run();
+    Ok(server)
+}
+
+/// A server of `/metrics` alone, on a listener of its own
+/// (`LEDGER_METRICS_ADDR`), with one worker: a scraper kept off the API's
+/// port, and answered even when the API's workers are all busy. It reads
+/// the same state as the main server. It does not stop on a signal by
+/// itself: stop it through its handle once the main server has stopped.
+pub fn metrics_server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .service(metrics::resource(None))
+            .default_service(web::to(fallback))
+            .wrap(from_fn(telemetry::request_context))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
     Ok(server)
 }
 

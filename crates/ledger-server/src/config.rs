@@ -16,6 +16,9 @@ pub struct Config {
     pub database_url: String,
     /// `LEDGER_LISTEN_ADDR`: where the HTTP server listens.
     pub listen_addr: SocketAddr,
+    /// `LEDGER_METRICS_ADDR`: where `/metrics` is also served, on a listener
+    /// of its own (unset: only on the main listener).
+    pub metrics_addr: Option<SocketAddr>,
     /// `LEDGER_POOL_SIZE`: most database connections held at once.
     pub pool_size: usize,
     /// `LEDGER_WORKERS`: actix worker threads (default: one per core).
@@ -69,6 +72,10 @@ pub struct ApiConfig {
     /// `LEDGER_RATE_LIMIT_PER_KEY`: requests per second each API key may
     /// make, per instance (burst: one second's worth); 0 or unset: no limit.
     pub rate_limit_per_key: usize,
+    /// `LEDGER_MAX_IN_FLIGHT`: most requests in flight in the process at
+    /// once; more are answered 503 `overloaded` at once (`/health`, `/ready`
+    /// and `/metrics` are never refused).
+    pub max_in_flight: usize,
 }
 
 impl Default for ApiConfig {
@@ -82,6 +89,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             auth_required: true,
             rate_limit_per_key: 0,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -103,6 +111,10 @@ const DEFAULT_CURRENCY: &str = "USD";
 /// Enough for every HTTP worker's requests on one hot account at once with
 /// room to spare; a full queue means the account cannot keep up anyway.
 const DEFAULT_SOURCE_QUEUE_MAX_LEGS: usize = 1_024;
+/// Far more than the pool's connections (32): requests that wait for one
+/// are cheap. It bounds the memory and the queueing behind a database that
+/// stalls: 1,024 requests of up to 64 KiB each hold at most 64 MiB.
+const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
 const DEFAULT_MAX_AMOUNT: i64 = 1_000_000_000_000;
 const DEFAULT_BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// 2 MiB: a batch of the most legs (8,189) without metadata is about 1 MB
@@ -166,6 +178,7 @@ impl Config {
                 _ => Err("expected on or off".to_owned()),
             })?,
             rate_limit_per_key: env.number("LEDGER_RATE_LIMIT_PER_KEY", 0, 0)?,
+            max_in_flight: env.number("LEDGER_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1)?,
         };
         Ok(Self {
             database_url: env
@@ -175,6 +188,16 @@ impl Config {
                 SocketAddr::from_str(v)
                     .map_err(|err| format!("{err} (expected host:port, e.g. 127.0.0.1:8080)"))
             })?,
+            metrics_addr: env
+                .get("LEDGER_METRICS_ADDR")
+                .map(|value| {
+                    SocketAddr::from_str(value.trim()).map_err(|err| ConfigError {
+                        variable: "LEDGER_METRICS_ADDR",
+                        value: value.clone(),
+                        reason: format!("{err} (expected host:port, e.g. 127.0.0.1:9090)"),
+                    })
+                })
+                .transpose()?,
             pool_size: env.number("LEDGER_POOL_SIZE", 32, 1)?,
             workers: env.number("LEDGER_WORKERS", default_workers, 1)?,
             statement_timeout: env.millis("LEDGER_STATEMENT_TIMEOUT_MS", 5_000)?,
@@ -321,6 +344,8 @@ mod tests {
         assert_eq!(config.api.batch_body_limit_bytes, 2_097_152);
         assert_eq!(config.api.body_read_timeout, Duration::from_secs(10));
         assert!(config.api.cors_origins.is_empty());
+        assert_eq!(config.api.max_in_flight, 1_024);
+        assert_eq!(config.metrics_addr, None);
         assert_eq!(config.log_format, LogFormat::Pretty);
         assert_eq!(config.horizon_interval, Duration::from_millis(100));
         assert_eq!(config.statement_timeout, Duration::from_millis(5_000));
@@ -339,6 +364,8 @@ mod tests {
             ),
             ("LEDGER_LOG_FORMAT", "json"),
             ("LEDGER_WORKERS", "3"),
+            ("LEDGER_MAX_IN_FLIGHT", "4"),
+            ("LEDGER_METRICS_ADDR", "127.0.0.1:9090"),
         ])
         .expect("valid");
         assert_eq!(config.listen_addr.port(), 9000);
@@ -350,6 +377,8 @@ mod tests {
         );
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.workers, 3);
+        assert_eq!(config.api.max_in_flight, 4);
+        assert_eq!(config.metrics_addr.map(|a| a.port()), Some(9090));
     }
 
     #[test]
@@ -388,6 +417,12 @@ mod tests {
             ),
             ("LEDGER_ACQUIRE_TIMEOUT_MS", "-1", "negative time"),
             ("LEDGER_WORKERS", "0", "at least one worker"),
+            ("LEDGER_MAX_IN_FLIGHT", "0", "no request could ever run"),
+            (
+                "LEDGER_METRICS_ADDR",
+                "metrics:9090",
+                "a host name is not a socket address",
+            ),
             ("LEDGER_BODY_READ_TIMEOUT_MS", "0", "a body needs some time"),
         ];
         for (variable, value, why) in cases {

@@ -73,6 +73,10 @@ pub enum ErrorCode {
     RequestTimeout,
     /// 503: the database cannot be reached or is overloaded; retry later.
     Unavailable,
+    /// 503: more requests are in flight in the service than it takes at
+    /// once (`LEDGER_MAX_IN_FLIGHT`); refused before any work was done, so
+    /// retrying after `Retry-After` seconds is always safe.
+    Overloaded,
     /// 500: a bug. The body carries no internal detail.
     Internal,
 }
@@ -103,7 +107,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +138,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::RequestTimeout => "Request body timed out",
             Self::Unavailable => "Service unavailable",
+            Self::Overloaded => "Service overloaded",
             Self::Internal => "Internal server error",
         }
     }
@@ -164,6 +169,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RequestTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
     }
@@ -211,6 +217,9 @@ pub struct ApiError {
     allow: Option<String>,
     /// The failing leg of a batch.
     leg: Option<usize>,
+    /// The kind of store failure this came from ([`StoreError::kind`]), for
+    /// the `ledger_store_errors_total` metric.
+    store_error: Option<&'static str>,
 }
 
 impl ApiError {
@@ -221,6 +230,7 @@ impl ApiError {
             detail: detail.into(),
             allow: None,
             leg: None,
+            store_error: None,
         }
     }
 
@@ -256,6 +266,20 @@ impl ApiError {
                 ErrorCode::MethodNotAllowed,
                 format!("this route allows only {allow}"),
             )
+        }
+    }
+
+    /// The kind of store failure this error came from, if it came from one
+    /// ([`StoreError::kind`]).
+    pub fn store_error(&self) -> Option<&'static str> {
+        self.store_error
+    }
+
+    /// The same error, as coming from a store failure of `kind`.
+    pub fn with_store_error(self, kind: Option<&'static str>) -> Self {
+        Self {
+            store_error: kind,
+            ..self
         }
     }
 
@@ -299,7 +323,10 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if matches!(
             self.code,
-            ErrorCode::Unavailable | ErrorCode::AccountClosing | ErrorCode::RateLimited
+            ErrorCode::Unavailable
+                | ErrorCode::Overloaded
+                | ErrorCode::AccountClosing
+                | ErrorCode::RateLimited
         ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
@@ -362,6 +389,13 @@ impl From<DomainError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        let kind = err.kind();
+        Self::from_store(err).with_store_error(Some(kind))
+    }
+}
+
+impl ApiError {
+    fn from_store(err: StoreError) -> Self {
         match err {
             StoreError::Domain(domain) => domain.into(),
             StoreError::LegRefused { leg, error } => Self::from(error).for_leg(leg),

@@ -4,6 +4,7 @@
 //! wires configuration, telemetry, the pool, migrations and the server
 //! together; the black-box tests build the same server through [`app`].
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod body;
@@ -12,11 +13,12 @@ pub mod dto;
 pub mod error;
 pub mod handlers;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod telemetry;
 pub mod timestamp;
 
-pub use app::{build_app, server};
+pub use app::{build_app, metrics_server, serve, server};
 pub use config::{ApiConfig, Config};
 pub use handlers::AppState;

@@ -12,8 +12,10 @@
 use std::net::TcpListener;
 use std::process::ExitCode;
 
+use actix_web::dev::Server;
 use anyhow::Context;
 use ledger_server::config::Config;
+use ledger_server::AppState;
 use ledger_store::Ledger;
 
 const USAGE: &str = "usage: ledger [serve|migrate|verify]\n\
@@ -114,16 +116,38 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("Failed to read the listening address")?;
     let store = ledger.clone();
-    let server = ledger_server::server(ledger, config.api.clone(), listener, config.workers)
+    let state = AppState::new(ledger, config.api.clone());
+    let metrics_server = match config.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .with_context(|| format!("Failed to listen on {addr} for /metrics"))?;
+            let address = listener
+                .local_addr()
+                .context("Failed to read the metrics listening address")?;
+            let server = ledger_server::metrics_server(state.clone(), listener)
+                .context("Failed to start the metrics server")?;
+            tracing::info!("metrics served on http://{address}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
+    let server = ledger_server::serve(state, listener, config.workers)
         .context("Failed to start the HTTP server")?;
     tracing::info!(
         workers = config.workers,
         "listening on http://{address} (API docs at http://{address}/docs/)"
     );
+    let metrics_handle = metrics_server.as_ref().map(Server::handle);
+    if let Some(metrics_server) = metrics_server {
+        actix_web::rt::spawn(metrics_server);
+    }
     // actix stops on SIGTERM/SIGINT, finishing in-flight requests first.
-    server.await.context("HTTP server failed")?;
-    // The group commit's totals, for benchmarks (until a /metrics endpoint
-    // exposes them).
+    let served = server.await.context("HTTP server failed");
+    if let Some(handle) = metrics_handle {
+        handle.stop(true).await;
+    }
+    served?;
+    // The group commit's totals, also on /metrics: logged for benchmarks.
     tracing::info!(
         group_commit = %store.group_commit_metrics().snapshot(),
         "shut down"

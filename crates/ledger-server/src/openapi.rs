@@ -127,7 +127,8 @@ impl Modify for BodyResponses {
 /// The answers of the service itself, on every operation but the probes
 /// (which declare exactly what they answer): 500 for a bug, logged with the
 /// request id and never explained, and 503 when the database or a bounded
-/// queue cannot take the request now.
+/// queue cannot take the request now, or the service is at its bound of
+/// requests in flight (the probes are never shed).
 struct ServerResponses;
 
 impl Modify for ServerResponses {
@@ -147,7 +148,12 @@ impl Modify for ServerResponses {
                     .entry("500".to_owned())
                     .or_insert_with(|| problem("`internal`.").into());
                 responses.entry("503".to_owned()).or_insert_with(|| {
-                    let mut unavailable = problem("`unavailable`.");
+                    let mut unavailable = problem(
+                        "`unavailable`: the database cannot take the request now (unreachable, \
+                         timed out, or a bounded queue is full); or `overloaded`: the service \
+                         has `LEDGER_MAX_IN_FLIGHT` requests in flight and refused this one \
+                         before doing anything. Either way, retry after `Retry-After` seconds.",
+                    );
                     unavailable.headers.insert(
                         "Retry-After".to_owned(),
                         HeaderBuilder::new()

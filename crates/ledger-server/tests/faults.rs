@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use ledger_domain::Decimal;
-use ledger_testkit::service::{authorized_client, open_accounts, short, LedgerProcess};
+use ledger_testkit::service::{
+    authorized_client, http_client, open_accounts, short, LedgerProcess,
+};
 use ledger_testkit::{assert_invariants, Cluster, TestDatabase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,7 +63,12 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
     // Arrange: 16 funded accounts, 32 writers retrying with their keys.
     let db = TestDatabase::create().await.expect("a test database");
     let mut server = LedgerProcess::start(LEDGER, db.url(), &[]);
+    // Every restart listens on the first server's port, as a supervised
+    // service does: clients keep their one address.
+    let address = server.address().to_owned();
+    let listen_addr = address.trim_start_matches("http://").to_owned();
     let http = authorized_client(Duration::from_secs(10), &db.admin_key().await);
+    let probe = http_client(RESTART_PROBE_TIMEOUT);
     let accounts = open_accounts(&http, server.address(), 16, INITIAL_BALANCE).await;
     let target = Target::new(server.address());
     let load = Load::start(
@@ -80,9 +87,10 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
     );
 
     // Act: kill -9 at random moments, 3 to 5 times, restarting each time on
-    // the same database (and a new port).
+    // the same database and the same port.
     let kills = rng.gen_range(3..=5);
-    for _ in 0..kills {
+    let mut restarts = Vec::with_capacity(kills);
+    for kill in 1..=kills {
         // The server is serving (it acknowledged something since it started)…
         assert!(
             load.wait_for_acks(20, Duration::from_secs(30)).await,
@@ -92,10 +100,29 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
         // …then dies at a random moment of the load.
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..1_500))).await;
         server.kill9();
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await;
-        server = LedgerProcess::start(LEDGER, db.url(), &[]);
-        target.set(server.address());
+        let killed_at = Instant::now();
+        // A supervisor's restart delay.
+        let delay = Duration::from_millis(rng.gen_range(0..200));
+        tokio::time::sleep(delay).await;
+        server = LedgerProcess::start(LEDGER, db.url(), &[("LEDGER_LISTEN_ADDR", &listen_addr)]);
+        assert_eq!(server.address(), address, "the restart took another port");
+        let ready_after = ready_since(&probe, &address, killed_at, Duration::from_secs(30)).await;
+        println!(
+            "crash: kill {kill}: restarted on {listen_addr} after a {} ms delay, ready {} ms \
+             after the kill",
+            delay.as_millis(),
+            ready_after.as_millis()
+        );
+        restarts.push(ready_after);
     }
+    let slow: Vec<_> = restarts
+        .iter()
+        .filter(|ready_after| **ready_after > RESTART_BUDGET)
+        .collect();
+    assert!(
+        slow.is_empty(),
+        "restarts must answer /ready within {RESTART_BUDGET:?} of the kill; took {restarts:?}"
+    );
     assert!(
         load.wait_for_acks(20, Duration::from_secs(30)).await,
         "the restarted server acknowledged nothing for 30 s:\n{}",
@@ -109,11 +136,16 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
     assert_no_server_errors(&report, &server);
     let verdict = judge(&db, &http, server.address(), "crash", &accounts, &report).await;
     println!(
-        "crash: seed {seed}, {:.1} s, requests sent {}, kills {kills}, logical transfers {}, \
-         transfers acknowledged {} ({} as replays), rejected {} (insufficient funds), \
-         transfers found {}, applied twice 0, 500s 0, violations: {}",
+        "crash: seed {seed}, {:.1} s, requests sent {}, kills {kills} (ready again after {} ms), \
+         logical transfers {}, transfers acknowledged {} ({} as replays), rejected {} \
+         (insufficient funds), transfers found {}, applied twice 0, 500s 0, violations: {}",
         started.elapsed().as_secs_f64(),
         report.attempts.len(),
+        restarts
+            .iter()
+            .map(|ready_after| ready_after.as_millis().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         report.transfers.len(),
         verdict.acked,
         verdict.replayed,
@@ -121,6 +153,36 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_transfer_and_applies_non
         verdict.found,
         verdict.violations,
     );
+}
+
+/// From `kill -9` to the restarted server answering `GET /ready` with 200.
+const RESTART_BUDGET: Duration = Duration::from_secs(1);
+/// One readiness probe's timeout while a restart is timed.
+const RESTART_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Polls `GET /ready` every 10 ms; returns how long after `since` it first
+/// answered 200.
+async fn ready_since(
+    http: &reqwest::Client,
+    address: &str,
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    loop {
+        let ready = http
+            .get(format!("{address}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200);
+        if ready {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < within,
+            "not ready within {within:?} of the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------

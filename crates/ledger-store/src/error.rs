@@ -43,6 +43,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The kind of failure, as a short stable name (a metrics label): the
+    /// variant, with a rule's refusal (`Domain`, `LegRefused`) as `refused`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Domain(_) | Self::LegRefused { .. } => "refused",
+            Self::IdempotencyInFlight => "idempotency_in_flight",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::Contention(_) => "contention",
+            Self::QueueFull(_) => "queue_full",
+            Self::Unavailable(_) => "unavailable",
+            Self::Config(_) => "config",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     pub(crate) fn from_pool(err: deadpool_postgres::PoolError) -> Self {
         use deadpool_postgres::PoolError;
         match err {

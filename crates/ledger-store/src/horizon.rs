@@ -1,9 +1,46 @@
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::{Ledger, StoreError};
+
+/// The final horizon last returned by the database, kept so that `/metrics`
+/// can show the horizon's lag on every scrape without a query.
+#[derive(Debug)]
+pub(crate) struct HorizonSeen {
+    /// Microseconds since the Unix epoch; [`Self::NONE`] before any answer.
+    micros: AtomicI64,
+}
+
+impl HorizonSeen {
+    const NONE: i64 = i64::MIN;
+
+    /// The horizon last seen, if any.
+    pub(crate) fn get(&self) -> Option<DateTime<Utc>> {
+        match self.micros.load(Ordering::Relaxed) {
+            Self::NONE => None,
+            micros => DateTime::from_timestamp_micros(micros),
+        }
+    }
+
+    /// Remembers `horizon`; a horizon never moves back, so neither does this.
+    fn saw(&self, horizon: Option<DateTime<Utc>>) {
+        if let Some(horizon) = horizon {
+            self.micros
+                .fetch_max(horizon.timestamp_micros(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for HorizonSeen {
+    fn default() -> Self {
+        Self {
+            micros: AtomicI64::new(Self::NONE),
+        }
+    }
+}
 
 impl Ledger {
     /// Writes a horizon mark (see `ledger.advance_horizon`) and returns the
@@ -15,7 +52,9 @@ impl Ledger {
             .query_one("select ledger.advance_horizon()", &[])
             .await?;
         // -infinity (no final horizon yet) does not map to a DateTime.
-        Ok(row.try_get::<_, DateTime<Utc>>(0).ok())
+        let horizon = row.try_get::<_, DateTime<Utc>>(0).ok();
+        self.horizon_seen.saw(horizon);
+        Ok(horizon)
     }
 
     /// The current final horizon, if any.
@@ -24,7 +63,9 @@ impl Ledger {
         let row = client
             .query_one("select ledger.final_horizon()", &[])
             .await?;
-        Ok(row.try_get::<_, DateTime<Utc>>(0).ok())
+        let horizon = row.try_get::<_, DateTime<Utc>>(0).ok();
+        self.horizon_seen.saw(horizon);
+        Ok(horizon)
     }
 
     /// Advances the horizon every `interval`, forever. Point-in-time reads

@@ -30,6 +30,7 @@ mod transfers;
 mod verify;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::Pool;
@@ -39,6 +40,7 @@ use crate::cursor::CursorKey;
 use crate::group_commit::Queues;
 use crate::slots::Slots;
 
+use crate::horizon::HorizonSeen;
 pub use accounts::MAX_PAGE_SIZE;
 pub use balances::PAGE_BYTE_BUDGET;
 pub use config::{StoreConfig, MAX_GROUP_LEGS};
@@ -85,6 +87,23 @@ pub struct Ledger {
     group_metrics: Arc<GroupCommitMetrics>,
     /// The API key this handle writes for (see [`Ledger::as_author`]).
     author: Option<uuid::Uuid>,
+    /// Races a batch lost (each one rolled the batch back and retried it).
+    batch_lost_races: Arc<AtomicU64>,
+    /// The final horizon the last advance or read of it returned.
+    horizon_seen: Arc<HorizonSeen>,
+}
+
+/// The connection pool at one moment (for `/metrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Most connections the pool may hold (`StoreConfig::pool_size`).
+    pub max_size: usize,
+    /// Connections open now, idle or in use.
+    pub open: usize,
+    /// Open connections handed out to requests now.
+    pub in_use: usize,
+    /// Requests waiting for a connection now.
+    pub waiting: usize,
 }
 
 impl Ledger {
@@ -102,6 +121,8 @@ impl Ledger {
             queues: Arc::default(),
             group_metrics: Arc::default(),
             author: None,
+            batch_lost_races: Arc::default(),
+            horizon_seen: Arc::default(),
         })
     }
 
@@ -125,6 +146,30 @@ impl Ledger {
     /// since this `Ledger` was built; shared by its clones.
     pub fn group_commit_metrics(&self) -> &GroupCommitMetrics {
         &self.group_metrics
+    }
+
+    /// Races batches lost to other writers since this `Ledger` was built
+    /// (a taken sequence number, a lock wait past its timeout): each one
+    /// rolled its batch back and ran it again.
+    pub fn batch_lost_races(&self) -> u64 {
+        self.batch_lost_races.load(Ordering::Relaxed)
+    }
+
+    /// The connection pool now: read from the pool's own counters, no IO.
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus {
+            max_size: status.max_size,
+            open: status.size,
+            in_use: status.size.saturating_sub(status.available),
+            waiting: status.waiting,
+        }
+    }
+
+    /// The final horizon as last seen by [`Self::advance_horizon`] or
+    /// [`Self::final_horizon`], without IO; `None` before either answered.
+    pub fn last_seen_final_horizon(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.horizon_seen.get()
     }
 
     /// Checks that the database answers and that the schema is migrated.

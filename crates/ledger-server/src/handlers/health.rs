@@ -38,7 +38,8 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         let err = ApiError::from(err);
         return Err(match err.code() {
             ErrorCode::Unavailable => err,
-            _ => ApiError::new(ErrorCode::Unavailable, "the database is not ready"),
+            _ => ApiError::new(ErrorCode::Unavailable, "the database is not ready")
+                .with_store_error(err.store_error()),
         });
     }
     Ok(HttpResponse::Ok().json(Ready {

@@ -16,10 +16,12 @@ use actix_web::{HttpRequest, HttpResponse};
 use ledger_domain::Decimal;
 use ledger_store::Ledger;
 
+use crate::admission::InFlight;
 use crate::auth::RateLimiter;
 use crate::config::ApiConfig;
 use crate::dto::AmountInput;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -30,22 +32,27 @@ pub struct AppState {
     pub api: Arc<ApiConfig>,
     /// Per-key request rate, when `LEDGER_RATE_LIMIT_PER_KEY` is set.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// The requests in flight in the whole process, and their bound
+    /// (`LEDGER_MAX_IN_FLIGHT`); shared by every worker.
+    pub in_flight: Arc<InFlight>,
+    /// What `/metrics` reports; shared by every worker and listener.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// The state every worker shares.
+    /// The state of one server: its in-flight bound and metrics are new.
     pub fn new(ledger: Ledger, api: ApiConfig) -> Self {
         let rate_limiter =
             (api.rate_limit_per_key > 0).then(|| RateLimiter::new(api.rate_limit_per_key));
         Self {
             ledger,
-            api: Arc::new(api),
             rate_limiter,
+            in_flight: Arc::new(InFlight::new(api.max_in_flight)),
+            metrics: Arc::new(Metrics::new()),
+            api: Arc::new(api),
         }
     }
-}
 
-impl AppState {
     /// Parses an amount and applies the configured per-request maximum
     /// (the store applies the ledger's own ceiling and the currency's scale).
     pub fn amount(&self, input: &AmountInput, field: &str) -> Result<Decimal, ApiError> {

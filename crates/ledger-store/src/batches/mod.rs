@@ -20,6 +20,7 @@
 //! unique key, and none waits for long.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -114,6 +115,7 @@ impl Ledger {
                 }
                 Attempt::LostRace => {
                     drop(tx);
+                    self.batch_lost_races.fetch_add(1, Ordering::Relaxed);
                     debug!(attempt, "batch lost a race; retrying");
                     // Spread out the batches racing for the same accounts.
                     let cap_us = 2_000 * u64::from(attempt.min(20) + 1);
