@@ -713,8 +713,11 @@ async fn judge(
     );
     let keys: HashMap<String, Option<Uuid>> = client
         .query(
-            "select idempotency_key, transfer_id from ledger.idempotency_keys
-              where idempotency_key like $1 || '-%'",
+            // Stored within the namespace of the API key that sent them:
+            // `<api key id>:<client key>`.
+            "select split_part(idempotency_key, ':', 2), transfer_id
+               from ledger.idempotency_keys
+              where split_part(idempotency_key, ':', 2) like $1 || '-%'",
             &[&key_prefix],
         )
         .await
