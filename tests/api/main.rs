@@ -4,6 +4,7 @@
 //! `ledger_testkit::service::TestApp::send`).
 
 mod accounts;
+mod auth;
 mod balances;
 mod batches;
 mod concurrency;

@@ -1,5 +1,6 @@
-//! Operating the service safely: load shedding behind a slow database, and
-//! `/metrics` on a listener of its own. Each test drives the real `ledger`
+//! Operating the service safely: load shedding behind a slow database,
+//! `/metrics` on a listener of its own, and API keys that never reach the
+//! log. Each test drives the real `ledger`
 //! binary over loopback HTTP (see `support::process`) and judges the result
 //! from the database and from `/metrics`.
 
@@ -13,7 +14,10 @@ use prom_text_format_parser::Scrape;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use ledger_testkit::service::{authorized_client, http_client, open_accounts, LedgerProcess};
+use ledger_testkit::service::{
+    authorized_client, http_client, open_accounts, spawn_process, LedgerProcess,
+};
+use reqwest::Method;
 
 /// The service's bound on requests in flight in the shedding test.
 const MAX_IN_FLIGHT: usize = 4;
@@ -339,5 +343,46 @@ async fn wait_for_gauge(http: &reqwest::Client, address: &str, name: &str, value
             return read;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_is_shown_once_and_never_reaches_the_log() {
+    let app = spawn_process(LEDGER, &[]).await;
+    let key = app.post("/keys", &json!({"scope": "admin"})).await;
+    key.expect_status(201);
+    let secret = key.str("key").to_owned();
+    assert!(secret.starts_with("lk_") && secret.len() == 67, "{secret}");
+    let listed = app.get("/keys").await;
+    assert!(
+        !listed.body.to_string().contains(&secret[12..]),
+        "listing shows no secret"
+    );
+
+    // Used, refused as a bad key, and revoked: none of it logs the secret.
+    app.send_as(Some(&secret), Method::GET, "/accounts", None)
+        .await
+        .expect_status(200);
+    let wrong = format!("{}0", &secret[..66]);
+    app.send_as(Some(&wrong), Method::GET, "/accounts", None)
+        .await
+        .expect_problem(401, "unauthorized");
+    app.delete(&format!("/keys/{}", key.str("id")))
+        .await
+        .expect_status(200);
+    app.send_as(Some(&secret), Method::GET, "/accounts", None)
+        .await
+        .expect_problem(401, "unauthorized");
+
+    let process = app.process().expect("a process");
+    for needle in [
+        &secret[3..],
+        &wrong[3..],
+        &app.admin_key.clone().unwrap_or_default()[3..],
+    ] {
+        assert!(
+            process.log_lines_containing(&needle[..24]).is_empty(),
+            "a key reached the log"
+        );
     }
 }

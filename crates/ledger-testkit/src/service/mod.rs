@@ -364,11 +364,38 @@ impl TestApp {
 
     /// Sends a request and checks the response against the contract.
     pub async fn send(&self, request: RequestBuilder) -> ApiResponse {
+        self.execute_checked(&self.client, request).await
+    }
+
+    /// `method path` (with a JSON `body`) sent with `key` rather than the
+    /// admin key, or with no key at all; checked against the contract.
+    pub async fn send_as(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> ApiResponse {
+        let anonymous = http_client(Duration::from_secs(30));
+        let mut request = anonymous.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.execute_checked(&anonymous, request).await
+    }
+
+    async fn execute_checked(
+        &self,
+        client: &reqwest::Client,
+        request: RequestBuilder,
+    ) -> ApiResponse {
         let request = request.build().expect("a valid request");
         let method = request.method().as_str().to_lowercase();
         let path = request.url().path().to_owned();
-        let response = self
-            .client
+        let response = client
             .execute(request)
             .await
             .unwrap_or_else(|err| panic!("{method} {path} failed: {err}"));
