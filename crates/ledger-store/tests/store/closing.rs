@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use ledger_domain::{AccountId, DomainError, IdempotencyKey};
+use ledger_domain::{AccountId, DomainError};
 use ledger_store::{Ledger, StoreError};
 use rand::Rng;
 
-use ledger_testkit::{assert_invariants, balance, close_in_progress, dec, open, TestDatabase};
+use ledger_testkit::{
+    assert_invariants, balance, close_in_progress, dec, is_closed, key, open, open_many,
+    TestDatabase,
+};
 
 /// Rounds of the stress test; `LEDGER_CLOSE_STRESS_ROUNDS` overrides.
 fn stress_rounds() -> usize {
@@ -204,9 +207,8 @@ async fn a_close_abandoned_at_any_point_leaves_the_account_open() {
 #[tokio::test]
 async fn a_close_refused_for_a_reused_idempotency_key_leaves_its_account_open() {
     let (_database, ledger) = TestDatabase::with_ledger().await;
-    let first = open(&ledger, "0").await;
-    let second = open(&ledger, "0").await;
-    let key = IdempotencyKey::parse("close-once").expect("key");
+    let [first, second] = open_many(&ledger, ["0", "0"]).await;
+    let key = key("close-once");
 
     let (a, b) = tokio::join!(
         ledger.close_account(first, Some(&key)),
@@ -217,18 +219,8 @@ async fn a_close_refused_for_a_reused_idempotency_key_leaves_its_account_open() 
         (Err(_), Ok(_)) => (second, first),
         other => panic!("exactly one close may use the key: {other:?}"),
     };
-    assert!(ledger
-        .get_account(winner)
-        .await
-        .expect("read")
-        .closed_at
-        .is_some());
-    assert!(ledger
-        .get_account(loser)
-        .await
-        .expect("read")
-        .closed_at
-        .is_none());
+    assert!(is_closed(&ledger, winner).await);
+    assert!(!is_closed(&ledger, loser).await);
     ledger
         .deposit(loser, dec("1.00"), None, None)
         .await

@@ -1,9 +1,9 @@
 //! Every domain error, and the ledger unchanged after each.
 
-use ledger_domain::{AccountId, Currency, DomainError, IdempotencyKey, TransferId};
+use ledger_domain::{AccountId, Currency, DomainError, TransferId};
 use ledger_store::{NewAccount, StoreError};
 
-use ledger_testkit::{dec, open, open_in, usd, TestDatabase};
+use ledger_testkit::{dec, key, open_in, open_many, usd, TestDatabase};
 
 /// A request to open a USD account.
 fn usd_account(id: Option<AccountId>, initial_balance: Option<&str>) -> NewAccount {
@@ -25,12 +25,10 @@ fn domain(result: Result<impl std::fmt::Debug, StoreError>) -> DomainError {
 #[tokio::test]
 async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     let (database, ledger) = TestDatabase::with_ledger().await;
-    let rich = open(&ledger, "100.00").await;
-    let poor = open(&ledger, "1.00").await;
-    let empty = open(&ledger, "0").await;
+    let [rich, poor, empty] = open_many(&ledger, ["100.00", "1.00", "0"]).await;
     let euro = open_in(&ledger, Currency::parse("EUR").expect("EUR"), "5.00").await;
     let missing = AccountId::generate();
-    let key = IdempotencyKey::parse("key-1").expect("key");
+    let key = key("key-1");
     ledger
         .transfer(rich, poor, dec("1.00"), None, Some(&key))
         .await
@@ -155,8 +153,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
 #[tokio::test]
 async fn a_closed_account_accepts_no_transfers_in_either_direction() {
     let (database, ledger) = TestDatabase::with_ledger().await;
-    let open_account = open(&ledger, "10.00").await;
-    let closed = open(&ledger, "0").await;
+    let [open_account, closed] = open_many(&ledger, ["10.00", "0"]).await;
     ledger.close_account(closed, None).await.expect("close");
     let before = database.snapshot().await;
 
