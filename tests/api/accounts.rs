@@ -276,8 +276,7 @@ async fn an_account_with_money_does_not_close() {
 #[tokio::test]
 async fn a_closed_account_accepts_no_transfers() {
     let app = spawn_app().await;
-    let source = app.funded_account("10").await;
-    let closed = app.funded_account("0").await;
+    let [source, closed] = app.funded_accounts(["10", "0"]).await;
     app.delete(&format!("/accounts/{closed}"))
         .await
         .expect_status(200);

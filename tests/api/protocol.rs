@@ -1,9 +1,16 @@
 //! What every request shares: problem+json errors, request ids, routing
 //! errors, body limits, content types and CORS.
 
-use ledger_testkit::service::{spawn_app, spawn_app_with};
-use reqwest::Method;
+use ledger_testkit::service::{spawn_app, spawn_app_with, TestApp};
+use reqwest::{Method, RequestBuilder};
 use serde_json::json;
+
+/// `POST /accounts` with `body` as it is, declared as JSON.
+fn json_text(app: &TestApp, body: &'static str) -> RequestBuilder {
+    app.request(Method::POST, "/accounts")
+        .header("content-type", "application/json")
+        .body(body)
+}
 
 #[tokio::test]
 async fn errors_are_problem_documents_with_the_request_id() {
@@ -159,13 +166,7 @@ async fn malformed_json_is_a_bad_request() {
         ("not json", "not JSON at all"),
     ];
     for (body, why) in cases {
-        let response = app
-            .send(
-                app.request(Method::POST, "/accounts")
-                    .header("content-type", "application/json")
-                    .body(body),
-            )
-            .await;
+        let response = app.send(json_text(&app, body)).await;
         response.expect_refusal(400, "invalid_request", why);
     }
 }
@@ -205,8 +206,7 @@ async fn configured_origins_get_cors_headers() {
 #[tokio::test]
 async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_body() {
     let app = spawn_app().await;
-    let a = app.funded_account("5.00").await;
-    let b = app.funded_account("0").await;
+    let [a, b] = app.funded_accounts(["5.00", "0"]).await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     let id = transfer.str("id");
     // The proof answers 422 until the final horizon passes the transfer;
@@ -269,12 +269,7 @@ async fn a_missing_docs_asset_is_a_not_found_problem() {
     app.get("/docs/nope.js")
         .await
         .expect_problem(404, "not_found");
-    let page = app
-        .client
-        .get(app.url("/docs/index.html"))
-        .send()
-        .await
-        .expect("an answer");
+    let page = app.get_unchecked("/docs/index.html").await;
     assert_eq!(page.status(), 200, "the assets that exist are served");
 }
 
@@ -289,14 +284,8 @@ async fn a_content_encoding_other_than_identity_is_an_unsupported_media_type() {
         ("x-unknown", "an unregistered coding"),
     ];
     for (coding, why) in cases {
-        let response = app
-            .send(
-                app.request(Method::POST, "/accounts")
-                    .header("content-type", "application/json")
-                    .header("content-encoding", coding)
-                    .body("{}"),
-            )
-            .await;
+        let request = json_text(&app, "{}").header("content-encoding", coding);
+        let response = app.send(request).await;
         response.expect_refusal(415, "unsupported_media_type", why);
         assert_eq!(
             response.header("accept-encoding"),
@@ -305,13 +294,7 @@ async fn a_content_encoding_other_than_identity_is_an_unsupported_media_type() {
         );
     }
     for coding in ["identity", "IDENTITY"] {
-        app.send(
-            app.request(Method::POST, "/accounts")
-                .header("content-type", "application/json")
-                .header("content-encoding", coding)
-                .body("{}"),
-        )
-        .await
-        .expect_status(201);
+        let request = json_text(&app, "{}").header("content-encoding", coding);
+        app.send(request).await.expect_status(201);
     }
 }

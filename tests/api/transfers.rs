@@ -10,8 +10,7 @@ const MISSING: &str = "01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b";
 #[tokio::test]
 async fn a_transfer_moves_money_and_reports_both_balances_after_it() {
     let app = spawn_app().await;
-    let source = app.funded_account("100.00").await;
-    let destination = app.funded_account("5").await;
+    let [source, destination] = app.funded_accounts(["100.00", "5"]).await;
 
     let response = app
         .post(
@@ -59,8 +58,7 @@ async fn a_missing_transfer_is_not_found() {
 #[tokio::test]
 async fn transfer_is_rejected_when_funds_are_insufficient() {
     let app = spawn_app().await;
-    let source = app.funded_account("10.00").await;
-    let destination = app.funded_account("0").await;
+    let [source, destination] = app.funded_accounts(["10.00", "0"]).await;
 
     let response = app.transfer(&source, &destination, json!("10.01")).await;
 
@@ -105,8 +103,7 @@ async fn a_missing_account_in_the_body_is_named() {
 #[tokio::test]
 async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
     let app = spawn_app().await;
-    let source = app.funded_account("100").await;
-    let destination = app.funded_account("0").await;
+    let [source, destination] = app.funded_accounts(["100", "0"]).await;
     let cases = [
         (
             json!({ "source": source, "destination": destination, "amount": "0" }),
@@ -177,8 +174,7 @@ async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
 #[tokio::test]
 async fn malformed_transfers_are_bad_requests() {
     let app = spawn_app().await;
-    let a = app.funded_account("10").await;
-    let b = app.funded_account("0").await;
+    let [a, b] = app.funded_accounts(["10", "0"]).await;
     let cases = [
         (
             json!({ "source": a, "destination": b }),
@@ -216,8 +212,7 @@ async fn malformed_transfers_are_bad_requests() {
 #[tokio::test]
 async fn the_maximum_amount_comes_from_the_configuration() {
     let app = spawn_app_with(|api| api.max_amount = Decimal::from(50)).await;
-    let source = app.funded_account("50").await;
-    let destination = app.funded_account("0").await;
+    let [source, destination] = app.funded_accounts(["50", "0"]).await;
 
     let over = app.transfer(&source, &destination, json!("50.01")).await;
     let at = app.transfer(&source, &destination, json!("50")).await;
@@ -230,8 +225,7 @@ async fn the_maximum_amount_comes_from_the_configuration() {
 #[tokio::test]
 async fn amounts_are_accepted_as_json_numbers_and_strings_exactly() {
     let app = spawn_app().await;
-    let source = app.funded_account("100").await;
-    let destination = app.funded_account("0").await;
+    let [source, destination] = app.funded_accounts(["100", "0"]).await;
 
     app.transfer(&source, &destination, json!(10))
         .await
