@@ -200,10 +200,7 @@ async fn the_system_account_can_be_read_and_shows_minus_the_customer_money() {
 #[tokio::test]
 async fn accounts_are_listed_page_by_page_in_creation_order() {
     let app = spawn_app().await;
-    let mut opened = Vec::new();
-    for _ in 0..5 {
-        opened.push(app.funded_account("0").await);
-    }
+    let opened = app.funded_accounts(["0"; 5]).await;
 
     let pages = app.pages("/accounts?limit=2").await;
     for page in &pages {

@@ -11,21 +11,23 @@ fn leg(source: &str, destination: &str, amount: &str) -> Value {
     json!({ "source": source, "destination": destination, "amount": amount })
 }
 
+/// The body of `POST /batches` with these legs.
+fn batch(legs: Vec<Value>) -> Value {
+    json!({ "transfers": legs })
+}
+
 #[tokio::test]
 async fn a_batch_applies_its_legs_in_order_so_a_later_leg_spends_what_an_earlier_one_received() {
     let app = spawn_app().await;
     let [alice, bob, carol] = app.funded_accounts(["10.00", "0", "0"]).await;
 
-    let response = app
-        .post(
-            "/batches",
-            &json!({ "transfers": [
-                leg(&alice, &bob, "10.00"),
-                // Bob had nothing before this batch.
-                { "source": bob, "destination": carol, "amount": "7.50", "metadata": { "n": 2 } },
-            ]}),
-        )
-        .await;
+    let legs = vec![
+        leg(&alice, &bob, "10.00"),
+        // Bob had nothing before this batch.
+        json!({ "source": bob, "destination": carol, "amount": "7.50", "metadata": { "n": 2 } }),
+    ];
+
+    let response = app.post("/batches", &batch(legs)).await;
 
     response.expect_status(201);
     let id = response.str("id").to_owned();
@@ -107,7 +109,7 @@ async fn when_leg_k_fails_nothing_of_the_legs_before_it_is_visible() {
         ),
     ];
     for (legs, failing, status, code, why) in cases {
-        let response = app.post("/batches", &json!({ "transfers": legs })).await;
+        let response = app.post("/batches", &batch(legs)).await;
         response.expect_problem(status, code);
         assert_eq!(response.body["leg"], json!(failing), "{why}");
         assert_eq!(app.balance(&alice).await, "10.00", "{why}");
@@ -128,7 +130,7 @@ async fn when_leg_k_fails_nothing_of_the_legs_before_it_is_visible() {
 async fn a_batch_replayed_with_its_idempotency_key_returns_the_original_and_applies_once() {
     let app = spawn_app().await;
     let [alice, bob] = app.funded_accounts(["10", "0"]).await;
-    let body = json!({ "transfers": [leg(&alice, &bob, "3"), leg(&alice, &bob, "2")] });
+    let body = batch(vec![leg(&alice, &bob, "3"), leg(&alice, &bob, "2")]);
     let post = || app.post_with_key("/batches", "batch-1", &body);
 
     let first = post().await;
@@ -138,11 +140,7 @@ async fn a_batch_replayed_with_its_idempotency_key_returns_the_original_and_appl
     again.expect_replay_of(&first);
     assert_eq!(app.balance(&alice).await, "5.00");
     let other = app
-        .post_with_key(
-            "/batches",
-            "batch-1",
-            &json!({ "transfers": [leg(&alice, &bob, "1")] }),
-        )
+        .post_with_key("/batches", "batch-1", &batch(vec![leg(&alice, &bob, "1")]))
         .await;
     other.expect_problem(422, "idempotency_key_reused");
 }
@@ -151,7 +149,7 @@ async fn a_batch_replayed_with_its_idempotency_key_returns_the_original_and_appl
 async fn a_batch_of_8189_legs_is_accepted_and_one_of_8190_or_none_is_refused() {
     let app = spawn_app().await;
     let [alice, bob] = app.funded_accounts(["10000", "0"]).await;
-    let legs = |n: usize| json!({ "transfers": vec![leg(&alice, &bob, "1"); n] });
+    let legs = |n: usize| batch(vec![leg(&alice, &bob, "1"); n]);
 
     let none = app.post("/batches", &legs(0)).await;
     none.expect_problem(422, "validation_failed");
@@ -173,10 +171,7 @@ async fn a_batch_of_8189_legs_is_accepted_and_one_of_8190_or_none_is_refused() {
 #[tokio::test]
 async fn concurrent_batches_over_shared_accounts_neither_deadlock_nor_fail() {
     let app = spawn_app().await;
-    let mut accounts = Vec::new();
-    for _ in 0..4 {
-        accounts.push(app.funded_account("1000").await);
-    }
+    let accounts = app.funded_accounts(["1000"; 4]).await;
     // Each batch walks the four accounts from its own starting point and in
     // its own direction, so that batches hold rows the others want.
     let batches = (0..8).map(|b| {
@@ -188,7 +183,7 @@ async fn concurrent_batches_over_shared_accounts_neither_deadlock_nor_fail() {
                 leg(&accounts[from], &accounts[to], "1.25")
             })
             .collect();
-        json!({ "transfers": legs })
+        batch(legs)
     });
     let bodies: Vec<Value> = batches.collect();
 
@@ -210,17 +205,13 @@ async fn concurrent_batches_over_shared_accounts_neither_deadlock_nor_fail() {
 async fn a_final_as_of_read_never_shows_part_of_a_batch() {
     let app = spawn_app().await;
     let [alice, bob, carol] = app.funded_accounts(["10", "0", "0"]).await;
-    let response = app
-        .post(
-            "/batches",
-            &json!({ "transfers": [
-                leg(&alice, &bob, "6"),
-                leg(&bob, &carol, "5"),
-                leg(&alice, &carol, "4"),
-                leg(&carol, &alice, "1"),
-            ]}),
-        )
-        .await;
+    let legs = vec![
+        leg(&alice, &bob, "6"),
+        leg(&bob, &carol, "5"),
+        leg(&alice, &carol, "4"),
+        leg(&carol, &alice, "1"),
+    ];
+    let response = app.post("/batches", &batch(legs)).await;
     response.expect_status(201);
     let at = timestamp(&response.body["created_at"]);
     let just_before = at - chrono::Duration::microseconds(1);

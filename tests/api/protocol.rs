@@ -1,9 +1,15 @@
 //! What every request shares: problem+json errors, request ids, routing
 //! errors, body limits, content types and CORS.
 
-use ledger_testkit::service::{spawn_app, spawn_app_with, TestApp};
+use ledger_testkit::service::{spawn_app, spawn_app_with, ApiResponse, TestApp};
 use reqwest::{Method, RequestBuilder};
 use serde_json::json;
+
+/// `GET path` with one header `name: value`, checked.
+async fn get_with_header(app: &TestApp, path: &str, name: &str, value: &str) -> ApiResponse {
+    app.send(app.request(Method::GET, path).header(name, value))
+        .await
+}
 
 /// `POST /accounts` with `body` as it is, declared as JSON.
 fn json_text(app: &TestApp, body: &'static str) -> RequestBuilder {
@@ -38,18 +44,8 @@ async fn errors_are_problem_documents_with_the_request_id() {
 async fn a_client_request_id_is_echoed_in_the_header_and_the_problem() {
     let app = spawn_app().await;
 
-    let ok = app
-        .send(
-            app.request(Method::GET, "/health")
-                .header("X-Request-ID", "trace-abc-123"),
-        )
-        .await;
-    let problem = app
-        .send(
-            app.request(Method::GET, "/accounts/42")
-                .header("X-Request-ID", "trace-def-456"),
-        )
-        .await;
+    let ok = get_with_header(&app, "/health", "X-Request-ID", "trace-abc-123").await;
+    let problem = get_with_header(&app, "/accounts/42", "X-Request-ID", "trace-def-456").await;
 
     assert_eq!(ok.header("x-request-id"), Some("trace-abc-123"));
     assert_eq!(problem.header("x-request-id"), Some("trace-def-456"));
@@ -174,24 +170,14 @@ async fn malformed_json_is_a_bad_request() {
 #[tokio::test]
 async fn cors_is_off_unless_origins_are_configured() {
     let app = spawn_app().await;
-    let response = app
-        .send(
-            app.request(Method::GET, "/health")
-                .header("Origin", "https://app.example"),
-        )
-        .await;
+    let response = get_with_header(&app, "/health", "Origin", "https://app.example").await;
     assert_eq!(response.header("access-control-allow-origin"), None);
 }
 
 #[tokio::test]
 async fn configured_origins_get_cors_headers() {
     let app = spawn_app_with(|api| api.cors_origins = vec!["https://app.example".to_owned()]).await;
-    let response = app
-        .send(
-            app.request(Method::GET, "/health")
-                .header("Origin", "https://app.example"),
-        )
-        .await;
+    let response = get_with_header(&app, "/health", "Origin", "https://app.example").await;
     assert_eq!(
         response.header("access-control-allow-origin"),
         Some("https://app.example")

@@ -104,49 +104,22 @@ async fn a_missing_account_in_the_body_is_named() {
 async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
     let app = spawn_app().await;
     let [source, destination] = app.funded_accounts(["100", "0"]).await;
+    // Between the two accounts; only the amount is wrong.
+    let amount =
+        |amount: Value| json!({ "source": source, "destination": destination, "amount": amount });
     let cases = [
+        (amount(json!("0")), "zero moves nothing"),
+        (amount(json!("-1")), "negative"),
+        (amount(json!(0)), "zero as a number"),
+        (amount(json!("0.001")), "a tenth of a cent"),
+        (amount(json!(0.001)), "a tenth of a cent as a number"),
+        (amount(json!("")), "empty string"),
+        (amount(json!(" 1")), "whitespace"),
+        (amount(json!("1,00")), "a comma"),
+        (amount(json!("Infinity")), "infinity"),
+        (amount(json!("2e2")), "exponent notation"),
         (
-            json!({ "source": source, "destination": destination, "amount": "0" }),
-            "zero moves nothing",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "-1" }),
-            "negative",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": 0 }),
-            "zero as a number",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "0.001" }),
-            "a tenth of a cent",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": 0.001 }),
-            "a tenth of a cent as a number",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "" }),
-            "empty string",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": " 1" }),
-            "whitespace",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "1,00" }),
-            "a comma",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "Infinity" }),
-            "infinity",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "2e2" }),
-            "exponent notation",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "1000000000000.01" }),
+            amount(json!("1000000000000.01")),
             "above the configured maximum of 10^12",
         ),
         (

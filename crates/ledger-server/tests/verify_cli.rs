@@ -1,6 +1,7 @@
 //! `ledger verify`: recomputes the journal and names the first row that
 //! disagrees, with its exit status.
 
+use std::fmt::Display;
 use std::process::Command;
 
 use ledger_testkit::{open_many, transfer_times, TestDatabase};
@@ -16,13 +17,15 @@ fn run_verify(database: &TestDatabase) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// Runs `ledger verify`, which must fail, and returns the report's line of
-/// the first violation, and the whole report.
-fn first_violation(database: &TestDatabase) -> (String, String) {
+/// Runs `ledger verify`, which must fail and name `rule` and the transfer
+/// `id` first; returns the report.
+fn assert_first_violation(database: &TestDatabase, rule: &str, id: impl Display) -> String {
     let (ok, report) = run_verify(database);
     assert!(!ok, "verify must fail: {report}");
-    let first = report.lines().nth(1).unwrap_or_default().to_owned();
-    (first, report)
+    let first = report.lines().nth(1).unwrap_or_default();
+    assert!(first.contains(rule), "{report}");
+    assert!(first.contains(&id.to_string()), "{report}");
+    report
 }
 
 #[tokio::test]
@@ -40,9 +43,8 @@ async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
         .edit_transfer(tampered.id, "source_balance_after = 1000")
         .await;
 
-    let (first, report) = first_violation(&database);
-    assert!(first.contains("hash_mismatch"), "{report}");
-    assert!(first.contains(&tampered.id.to_string()), "{report}");
+    let report = assert_first_violation(&database, "hash_mismatch", tampered.id);
+    let first = report.lines().nth(1).unwrap_or_default();
     assert!(first.contains("seq 1"), "{report}");
 }
 
@@ -95,8 +97,6 @@ async fn verify_names_a_row_edited_with_its_chain_rebuilt_by_its_journal_leaf() 
         .edit_transfer_and_rechain(victim.id, "source_balance_after = 1000")
         .await;
 
-    let (first, report) = first_violation(&database);
-    assert!(first.contains("journal_leaf_mismatch"), "{report}");
-    assert!(first.contains(&victim.id.to_string()), "{report}");
+    let report = assert_first_violation(&database, "journal_leaf_mismatch", victim.id);
     assert!(!report.contains("hash_mismatch"), "{report}");
 }

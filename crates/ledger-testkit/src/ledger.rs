@@ -88,6 +88,33 @@ pub async fn transfer_times(
     transfers
 }
 
+/// Moves `amount` from `source` to `destination` under an idempotency
+/// `key`, and returns what the store answered (a first use, a replay or a
+/// refusal).
+pub async fn keyed_transfer(
+    ledger: &Ledger,
+    source: AccountId,
+    destination: AccountId,
+    amount: &str,
+    key: &IdempotencyKey,
+) -> Result<Outcome<Transfer>, StoreError> {
+    ledger
+        .transfer(source, destination, dec(amount), None, Some(key))
+        .await
+}
+
+/// Starts every task (the iterator may spawn them lazily), then awaits them
+/// all and adds up what each one counted.
+pub async fn total_of(tasks: impl IntoIterator<Item = JoinHandle<u32>>) -> u32 {
+    // Collect first, so that all the tasks run at once.
+    let tasks: Vec<_> = tasks.into_iter().collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("the task runs to its end");
+    }
+    total
+}
+
 /// Starts a transfer of `amount` on a task of its own, as one of many
 /// concurrent writers; the handle gives its outcome.
 pub fn spawn_transfer(

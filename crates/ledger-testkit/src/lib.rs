@@ -44,7 +44,7 @@ mod tamper;
 pub use cluster::Cluster;
 pub use database::{admin_url, connect, TestDatabase};
 pub use ledger::{
-    assert_invariants, balance, close_in_progress, dec, eur, is_closed, key, open, open_in,
-    open_many, query_pairs, schema_shape, snapshot, spawn_transfer, transfer, transfer_times, usd,
-    Snapshot,
+    assert_invariants, balance, close_in_progress, dec, eur, is_closed, key, keyed_transfer, open,
+    open_in, open_many, query_pairs, schema_shape, snapshot, spawn_transfer, total_of, transfer,
+    transfer_times, usd, Snapshot,
 };

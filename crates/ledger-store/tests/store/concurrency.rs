@@ -9,7 +9,8 @@ use ledger_store::StoreError;
 use rand::{Rng, SeedableRng};
 
 use ledger_testkit::{
-    assert_invariants, balance, dec, open, open_in, open_many, spawn_transfer, TestDatabase,
+    assert_invariants, balance, dec, open, open_in, open_many, spawn_transfer, total_of,
+    TestDatabase,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -145,11 +146,7 @@ async fn random_stress_keeps_every_currency_summing_to_zero() {
             applied
         })
     });
-    let applied: u32 = join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.expect("task"))
-        .sum();
+    let applied = total_of(tasks).await;
     ticker.abort();
 
     assert!(applied > 1_000, "only {applied} postings applied");

@@ -3,7 +3,7 @@
 use ledger_domain::{AccountId, Currency, DomainError, TransferId};
 use ledger_store::{NewAccount, StoreError};
 
-use ledger_testkit::{dec, key, open_in, open_many, usd, TestDatabase};
+use ledger_testkit::{dec, key, keyed_transfer, open_in, open_many, usd, TestDatabase};
 
 /// A request to open a USD account.
 fn usd_account(id: Option<AccountId>, initial_balance: Option<&str>) -> NewAccount {
@@ -29,8 +29,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
     let euro = open_in(&ledger, Currency::parse("EUR").expect("EUR"), "5.00").await;
     let missing = AccountId::generate();
     let key = key("key-1");
-    ledger
-        .transfer(rich, poor, dec("1.00"), None, Some(&key))
+    keyed_transfer(&ledger, rich, poor, "1.00", &key)
         .await
         .expect("first use of the key");
     let before = database.snapshot().await;
@@ -138,11 +137,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
         DomainError::SystemAccount(system)
     );
     assert_eq!(
-        domain(
-            ledger
-                .transfer(rich, poor, dec("2.00"), None, Some(&key))
-                .await
-        ),
+        domain(keyed_transfer(&ledger, rich, poor, "2.00", &key).await),
         DomainError::IdempotencyKeyReused,
         "same key, different amount"
     );

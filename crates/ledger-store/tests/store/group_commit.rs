@@ -11,7 +11,8 @@ use ledger_domain::{AccountId, DomainError, IdempotencyKey};
 use ledger_store::{Ledger, NewAccount, Outcome, StoreError, Transfer};
 
 use ledger_testkit::{
-    assert_invariants, balance, dec, key, open, open_many, spawn_transfer, usd, TestDatabase,
+    assert_invariants, balance, dec, key, keyed_transfer, open, open_many, spawn_transfer, usd,
+    TestDatabase,
 };
 
 /// Makes every insert into `account` wait `seconds` in the database, so that
@@ -51,13 +52,18 @@ async fn refuse_transfers_into(database: &TestDatabase, account: AccountId) {
         .expect("refusal trigger");
 }
 
-/// Starts a transfer of 1.00 from `source` into the held-up account and
-/// gives it time to reach the database, where it holds its source's leader.
-async fn start_held_up_transfer(
+/// Holds `source` up: makes every insert into `held_up` wait `seconds` in
+/// the database, starts a transfer of 1.00 from `source` into it, and gives
+/// that time to reach the database, where it holds its source's leader. The
+/// writes out of `source` that follow queue behind it and form one group.
+async fn hold_up_source(
+    database: &TestDatabase,
     ledger: &Ledger,
     source: AccountId,
     held_up: AccountId,
+    seconds: f64,
 ) -> tokio::task::JoinHandle<Result<Outcome<Transfer>, StoreError>> {
+    hold_up_transfers_into(database, held_up, seconds).await;
     let handle = spawn_transfer(ledger, source, held_up, "1.00", None);
     tokio::time::sleep(Duration::from_millis(100)).await;
     handle
@@ -105,9 +111,8 @@ async fn sixty_four_writers_out_of_one_source_are_grouped_without_a_service_erro
 async fn a_leg_that_would_overdraw_fails_alone_and_the_rest_of_its_group_applies() {
     let (database, ledger) = TestDatabase::with_ledger().await;
     let [source, held_up, destination] = open_many(&ledger, ["11.00", "0", "0"]).await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
     // Queued behind it: 4 × 1.00 that fit and one 100.00 that does not.
     let amounts = ["1.00", "1.00", "100.00", "1.00", "1.00"];
     let legs = amounts.map(|amount| spawn_transfer(&ledger, source, destination, amount, None));
@@ -138,10 +143,9 @@ async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
     let (database, ledger) = TestDatabase::with_ledger().await;
     let [source, held_up, refusing, destination] =
         open_many(&ledger, ["100.00", "0", "0", "0"]).await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
     refuse_transfers_into(&database, refusing).await;
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
     let targets = [destination, destination, refusing, destination, destination];
     let legs = targets.map(|target| spawn_transfer(&ledger, source, target, "1.00", None));
     let results = join_all(legs).await;
@@ -169,10 +173,9 @@ async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
 async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
     let (database, ledger) = TestDatabase::with_ledger().await;
     let [source, held_up, destination] = open_many(&ledger, ["100.00", "0", "0"]).await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
     let key = key("same-key-twice");
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
     let legs = (0..2).map(|_| spawn_transfer(&ledger, source, destination, "5.00", Some(&key)));
     let results: Vec<_> = join_all(legs)
         .await
@@ -196,10 +199,9 @@ async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
 async fn a_keyed_leg_refused_inside_a_group_leaves_no_key_behind() {
     let (database, ledger) = TestDatabase::with_ledger().await;
     let [source, held_up, destination] = open_many(&ledger, ["10.00", "0", "0"]).await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
     let key = key("too-much-for-now");
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
     let too_much = spawn_transfer(&ledger, source, destination, "50.00", Some(&key));
     let fits = spawn_transfer(&ledger, source, destination, "2.00", None);
     let refused = too_much.await.expect("task");
@@ -219,8 +221,7 @@ async fn a_keyed_leg_refused_inside_a_group_leaves_no_key_behind() {
         .deposit(source, dec("100.00"), None, None)
         .await
         .expect("deposit");
-    let retried = ledger
-        .transfer(source, destination, dec("50.00"), None, Some(&key))
+    let retried = keyed_transfer(&ledger, source, destination, "50.00", &key)
         .await
         .expect("the retried transfer");
     assert!(!retried.replayed);
@@ -236,9 +237,8 @@ async fn a_full_queue_answers_unavailable_at_once() {
         config.group_max_legs = 1;
     });
     let [source, held_up, destination] = open_many(&ledger, ["100.00", "0", "0"]).await;
-    hold_up_transfers_into(&database, held_up, 1.0).await;
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 1.0).await;
     let writers = (0..20).map(|_| {
         let ledger = ledger.clone();
         tokio::spawn(async move {

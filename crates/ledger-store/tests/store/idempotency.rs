@@ -4,7 +4,7 @@ use futures::future::join_all;
 use ledger_domain::{Currency, DomainError};
 use ledger_store::{NewAccount, StoreError};
 
-use ledger_testkit::{balance, dec, key, open_many, spawn_transfer, TestDatabase};
+use ledger_testkit::{balance, dec, key, keyed_transfer, open_many, spawn_transfer, TestDatabase};
 
 #[tokio::test]
 async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
@@ -12,13 +12,11 @@ async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
     let [source, destination] = open_many(&ledger, ["10.00", "0"]).await;
     let key = key("payment-42");
 
-    let first = ledger
-        .transfer(source, destination, dec("3.00"), None, Some(&key))
+    let first = keyed_transfer(&ledger, source, destination, "3.00", &key)
         .await
         .expect("first");
     let after_first = database.snapshot().await;
-    let second = ledger
-        .transfer(source, destination, dec("3.0"), None, Some(&key))
+    let second = keyed_transfer(&ledger, source, destination, "3.0", &key)
         .await
         .expect("replay");
 
@@ -34,15 +32,12 @@ async fn the_same_key_with_a_different_request_is_refused() {
     let (database, ledger) = TestDatabase::with_ledger().await;
     let [source, destination] = open_many(&ledger, ["10.00", "0"]).await;
     let key = key("payment-43");
-    ledger
-        .transfer(source, destination, dec("3.00"), None, Some(&key))
+    keyed_transfer(&ledger, source, destination, "3.00", &key)
         .await
         .expect("first");
     let before = database.snapshot().await;
 
-    let different_amount = ledger
-        .transfer(source, destination, dec("4.00"), None, Some(&key))
-        .await;
+    let different_amount = keyed_transfer(&ledger, source, destination, "4.00", &key).await;
     let different_operation = ledger
         .deposit(destination, dec("3.00"), None, Some(&key))
         .await;

@@ -8,6 +8,9 @@ use ledger_domain::AccountId;
 use ledger_store::{BatchLeg, Ledger};
 use ledger_testkit::{dec, open_many, transfer, transfer_times, TestDatabase};
 
+/// The tamperer's edit: a note in the metadata.
+const EDITED: &str = r#"metadata = '{"note": "edited"}'"#;
+
 async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
     let now = ledger
         .balance(ledger_domain::AccountId::system(ledger_testkit::usd()))
@@ -54,9 +57,7 @@ async fn verify_names_the_row_a_superuser_tampered_with() {
     let target = &transfers[2];
 
     // Bypass the append-only triggers, as only a superuser can.
-    database
-        .edit_transfer(target.id, r#"metadata = '{"note": "edited"}'"#)
-        .await;
+    database.edit_transfer(target.id, EDITED).await;
 
     let report = ledger.verify().await.expect("verify");
 
@@ -328,9 +329,7 @@ async fn a_row_edited_with_its_chain_rebuilt_is_named_by_verify_and_fails_its_pr
     let stored = ledger.digest(Some(at)).await.expect("digest");
     let victim = &transfers[1];
 
-    database
-        .edit_transfer_and_rechain(victim.id, r#"metadata = '{"note": "edited"}'"#)
-        .await;
+    database.edit_transfer_and_rechain(victim.id, EDITED).await;
 
     let report = ledger.verify().await.expect("verify");
     let first = report.violations.first().expect("a violation");
@@ -366,9 +365,7 @@ async fn a_rebuilt_tree_fails_the_consistency_proof_from_a_digest_stored_before(
     many_transfers(&ledger, a, b, 100).await;
 
     // The tamperer edits a row, rebuilds its chain and the whole tree.
-    database
-        .edit_transfer_and_rechain(victim.id, r#"metadata = '{"note": "edited"}'"#)
-        .await;
+    database.edit_transfer_and_rechain(victim.id, EDITED).await;
     database
         .as_superuser("delete from ledger.journal_leaves; delete from ledger.journal_nodes;")
         .await;
