@@ -1,7 +1,9 @@
 //! POST /accounts, GET /accounts, GET /accounts/{id}, DELETE /accounts/{id}.
 
 use ledger_domain::Currency;
-use ledger_testkit::service::{assert_page_within_budget, item_ids, spawn_app, spawn_app_with};
+use ledger_testkit::service::{
+    assert_page_within_budget, item_ids, spawn_app, spawn_app_with, spawn_app_with_accounts,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -272,8 +274,7 @@ async fn an_account_with_money_does_not_close() {
 
 #[tokio::test]
 async fn a_closed_account_accepts_no_transfers() {
-    let app = spawn_app().await;
-    let [source, closed] = app.funded_accounts(["10", "0"]).await;
+    let (app, [source, closed]) = spawn_app_with_accounts(["10", "0"]).await;
     app.delete(&format!("/accounts/{closed}"))
         .await
         .expect_status(200);

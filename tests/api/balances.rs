@@ -2,7 +2,9 @@
 //! GET /accounts/{id}/transfers (history).
 
 use chrono::{DateTime, Utc};
-use ledger_testkit::service::{assert_page_within_budget, item_ids, rfc3339, spawn_app, timestamp};
+use ledger_testkit::service::{
+    assert_page_within_budget, item_ids, rfc3339, spawn_app, spawn_app_with_accounts, timestamp,
+};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -73,8 +75,7 @@ async fn the_balance_of_a_missing_account_is_not_found() {
 
 #[tokio::test]
 async fn history_lists_both_directions_newest_first_with_balances_after() {
-    let app = spawn_app().await;
-    let [alice, bob] = app.funded_accounts(["100", "0"]).await;
+    let (app, [alice, bob]) = spawn_app_with_accounts(["100", "0"]).await;
     app.transfer(&alice, &bob, json!("30"))
         .await
         .expect_status(201);

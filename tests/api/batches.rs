@@ -2,7 +2,7 @@
 
 use futures::future::join_all;
 use ledger_domain::Decimal;
-use ledger_testkit::service::{spawn_app, timestamp};
+use ledger_testkit::service::{spawn_app, spawn_app_with_accounts, timestamp};
 use serde_json::{json, Value};
 
 const MISSING: &str = "01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b";
@@ -18,8 +18,7 @@ fn batch(legs: Vec<Value>) -> Value {
 
 #[tokio::test]
 async fn a_batch_applies_its_legs_in_order_so_a_later_leg_spends_what_an_earlier_one_received() {
-    let app = spawn_app().await;
-    let [alice, bob, carol] = app.funded_accounts(["10.00", "0", "0"]).await;
+    let (app, [alice, bob, carol]) = spawn_app_with_accounts(["10.00", "0", "0"]).await;
 
     let legs = vec![
         leg(&alice, &bob, "10.00"),
@@ -61,8 +60,7 @@ async fn a_batch_applies_its_legs_in_order_so_a_later_leg_spends_what_an_earlier
 
 #[tokio::test]
 async fn when_leg_k_fails_nothing_of_the_legs_before_it_is_visible() {
-    let app = spawn_app().await;
-    let [alice, bob, carol] = app.funded_accounts(["10", "0", "0"]).await;
+    let (app, [alice, bob, carol]) = spawn_app_with_accounts(["10", "0", "0"]).await;
 
     let cases = [
         (
@@ -128,8 +126,7 @@ async fn when_leg_k_fails_nothing_of_the_legs_before_it_is_visible() {
 
 #[tokio::test]
 async fn a_batch_replayed_with_its_idempotency_key_returns_the_original_and_applies_once() {
-    let app = spawn_app().await;
-    let [alice, bob] = app.funded_accounts(["10", "0"]).await;
+    let (app, [alice, bob]) = spawn_app_with_accounts(["10", "0"]).await;
     let body = batch(vec![leg(&alice, &bob, "3"), leg(&alice, &bob, "2")]);
     let post = || app.post_with_key("/batches", "batch-1", &body);
 
@@ -147,8 +144,7 @@ async fn a_batch_replayed_with_its_idempotency_key_returns_the_original_and_appl
 
 #[tokio::test]
 async fn a_batch_of_8189_legs_is_accepted_and_one_of_8190_or_none_is_refused() {
-    let app = spawn_app().await;
-    let [alice, bob] = app.funded_accounts(["10000", "0"]).await;
+    let (app, [alice, bob]) = spawn_app_with_accounts(["10000", "0"]).await;
     let legs = |n: usize| batch(vec![leg(&alice, &bob, "1"); n]);
 
     let none = app.post("/batches", &legs(0)).await;
@@ -203,8 +199,7 @@ async fn concurrent_batches_over_shared_accounts_neither_deadlock_nor_fail() {
 
 #[tokio::test]
 async fn a_final_as_of_read_never_shows_part_of_a_batch() {
-    let app = spawn_app().await;
-    let [alice, bob, carol] = app.funded_accounts(["10", "0", "0"]).await;
+    let (app, [alice, bob, carol]) = spawn_app_with_accounts(["10", "0", "0"]).await;
     let legs = vec![
         leg(&alice, &bob, "6"),
         leg(&bob, &carol, "5"),

@@ -1,13 +1,12 @@
 //! The Idempotency-Key header on writes.
 
-use ledger_testkit::service::spawn_app;
+use ledger_testkit::service::{spawn_app, spawn_app_with_accounts};
 use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
 async fn a_replayed_transfer_returns_the_original_response_and_applies_once() {
-    let app = spawn_app().await;
-    let [source, destination] = app.funded_accounts(["100", "0"]).await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
     let body = json!({ "source": source, "destination": destination, "amount": "25" });
     let send = || app.post_with_key("/transfers", "transfer-7f3a", &body);
 
@@ -106,8 +105,7 @@ async fn a_replayed_close_returns_the_closed_account() {
 
 #[tokio::test]
 async fn a_key_reused_with_a_different_request_is_refused() {
-    let app = spawn_app().await;
-    let [source, destination] = app.funded_accounts(["100", "0"]).await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
     let transfer =
         |amount: &str| json!({ "source": source, "destination": destination, "amount": amount });
 
@@ -129,8 +127,7 @@ async fn a_key_reused_with_a_different_request_is_refused() {
 
 #[tokio::test]
 async fn a_failed_request_is_not_remembered_so_its_retry_runs_again() {
-    let app = spawn_app().await;
-    let [source, destination] = app.funded_accounts(["5", "0"]).await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["5", "0"]).await;
     let body = json!({ "source": source, "destination": destination, "amount": "8" });
     let transfer = || app.post_with_key("/transfers", "retry-me", &body);
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ledger_testkit::service::{spawn_app, TestApp};
+use ledger_testkit::service::{spawn_app, spawn_app_with_accounts, TestApp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -139,8 +139,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_transfer_is_proven_against_a_digest_stored_earlier() {
-    let app = spawn_app().await;
-    let [a, b] = app.funded_accounts(["10.00", "5.00"]).await;
+    let (app, [a, b]) = spawn_app_with_accounts(["10.00", "5.00"]).await;
     let transfer = app.transfer(&a, &b, json!("2.50")).await;
     transfer.expect_status(201);
     app.transfer(&b, &a, json!("1.00")).await.expect_status(201);
@@ -198,8 +197,7 @@ async fn a_transfer_is_proven_against_a_digest_stored_earlier() {
 
 #[tokio::test]
 async fn digests_and_proofs_are_refused_for_times_that_are_not_final() {
-    let app = spawn_app().await;
-    let [a, b] = app.funded_accounts(["1.00", "0"]).await;
+    let (app, [a, b]) = spawn_app_with_accounts(["1.00", "0"]).await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     transfer.expect_status(201);
     let future =
@@ -233,8 +231,7 @@ fn plus_nanos(time: &str, nanos: i64) -> String {
 
 #[tokio::test]
 async fn a_sub_microsecond_time_is_truncated_so_digests_and_proofs_agree_with_the_ledger() {
-    let app = spawn_app().await;
-    let [a, b] = app.funded_accounts(["10.00", "0"]).await;
+    let (app, [a, b]) = spawn_app_with_accounts(["10.00", "0"]).await;
     // The first transfer out of `a`: seq 0 of its chain.
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     transfer.expect_status(201);
@@ -280,8 +277,7 @@ async fn a_sub_microsecond_time_is_truncated_so_digests_and_proofs_agree_with_th
 
 #[tokio::test]
 async fn times_outside_rfc3339_years_are_bad_requests_on_every_time_parameter() {
-    let app = spawn_app().await;
-    let [a, b] = app.funded_accounts(["1.00", "0"]).await;
+    let (app, [a, b]) = spawn_app_with_accounts(["1.00", "0"]).await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     let id = transfer.str("id");
     let cases = [
@@ -343,8 +339,7 @@ async fn consistency(app: &TestApp, from: u64, to: u64) -> Value {
 
 #[tokio::test]
 async fn a_newer_digest_is_proven_to_extend_a_stored_one_until_a_tamperer_rewrites_the_tree() {
-    let app = spawn_app().await;
-    let [a, b] = app.funded_accounts(["200.00", "0"]).await;
+    let (app, [a, b]) = spawn_app_with_accounts(["200.00", "0"]).await;
     let victim = app.transfer(&a, &b, json!("1.00")).await;
     victim.expect_status(201);
     let stored = digest_after(&app, victim.str("created_at")).await;

@@ -1,7 +1,9 @@
 //! What every request shares: problem+json errors, request ids, routing
 //! errors, body limits, content types and CORS.
 
-use ledger_testkit::service::{spawn_app, spawn_app_with, ApiResponse, TestApp};
+use ledger_testkit::service::{
+    spawn_app, spawn_app_with, spawn_app_with_accounts, ApiResponse, TestApp,
+};
 use reqwest::{Method, RequestBuilder};
 use serde_json::json;
 
@@ -191,8 +193,7 @@ async fn configured_origins_get_cors_headers() {
 
 #[tokio::test]
 async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_body() {
-    let app = spawn_app().await;
-    let [a, b] = app.funded_accounts(["5.00", "0"]).await;
+    let (app, [a, b]) = spawn_app_with_accounts(["5.00", "0"]).await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     let id = transfer.str("id");
     // The proof answers 422 until the final horizon passes the transfer;

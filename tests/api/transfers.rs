@@ -1,7 +1,7 @@
 //! POST /transfers, GET /transfers/{id}, deposits and withdrawals.
 
 use ledger_domain::Decimal;
-use ledger_testkit::service::{spawn_app, spawn_app_with};
+use ledger_testkit::service::{spawn_app, spawn_app_with, spawn_app_with_accounts};
 use serde_json::{json, Value};
 
 const USD_SYSTEM: &str = "00000000-0000-0000-0000-000000000840";
@@ -9,8 +9,7 @@ const MISSING: &str = "01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b";
 
 #[tokio::test]
 async fn a_transfer_moves_money_and_reports_both_balances_after_it() {
-    let app = spawn_app().await;
-    let [source, destination] = app.funded_accounts(["100.00", "5"]).await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100.00", "5"]).await;
 
     let response = app
         .post(
@@ -57,8 +56,7 @@ async fn a_missing_transfer_is_not_found() {
 
 #[tokio::test]
 async fn transfer_is_rejected_when_funds_are_insufficient() {
-    let app = spawn_app().await;
-    let [source, destination] = app.funded_accounts(["10.00", "0"]).await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["10.00", "0"]).await;
 
     let response = app.transfer(&source, &destination, json!("10.01")).await;
 
@@ -102,8 +100,7 @@ async fn a_missing_account_in_the_body_is_named() {
 
 #[tokio::test]
 async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
-    let app = spawn_app().await;
-    let [source, destination] = app.funded_accounts(["100", "0"]).await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
     // Between the two accounts; only the amount is wrong.
     let amount =
         |amount: Value| json!({ "source": source, "destination": destination, "amount": amount });
@@ -146,8 +143,7 @@ async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
 
 #[tokio::test]
 async fn malformed_transfers_are_bad_requests() {
-    let app = spawn_app().await;
-    let [a, b] = app.funded_accounts(["10", "0"]).await;
+    let (app, [a, b]) = spawn_app_with_accounts(["10", "0"]).await;
     let cases = [
         (
             json!({ "source": a, "destination": b }),
@@ -197,8 +193,7 @@ async fn the_maximum_amount_comes_from_the_configuration() {
 
 #[tokio::test]
 async fn amounts_are_accepted_as_json_numbers_and_strings_exactly() {
-    let app = spawn_app().await;
-    let [source, destination] = app.funded_accounts(["100", "0"]).await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
 
     app.transfer(&source, &destination, json!(10))
         .await

@@ -4,7 +4,7 @@
 use std::fmt::Display;
 use std::process::Command;
 
-use ledger_testkit::{open_many, transfer_times, TestDatabase};
+use ledger_testkit::{transfer_times, TestDatabase};
 
 fn run_verify(database: &TestDatabase) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ledger"))
@@ -30,8 +30,7 @@ fn assert_first_violation(database: &TestDatabase, rule: &str, id: impl Display)
 
 #[tokio::test]
 async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let transfers = transfer_times(&ledger, 3, a, b, "1.00").await;
 
     let (ok, report) = run_verify(&database);
@@ -50,8 +49,7 @@ async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
 
 #[tokio::test]
 async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_close() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [payer, emptied] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [payer, emptied]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     ledger.close_account(emptied, None).await.expect("close");
     let (ok, report) = run_verify(&database);
     assert!(ok, "{report}");
@@ -77,8 +75,7 @@ async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_clo
 
 #[tokio::test]
 async fn verify_names_a_row_edited_with_its_chain_rebuilt_by_its_journal_leaf() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     // The victim and a later row of its chain.
     let victim = &transfer_times(&ledger, 2, a, b, "1.00").await[0];
     // Make every row final and put it in the journal tree.

@@ -2,7 +2,7 @@
 
 use ledger_domain::AccountId;
 use ledger_store::Constraint;
-use ledger_testkit::{close_in_progress, dec, eur, open, open_in, open_many, usd, TestDatabase};
+use ledger_testkit::{close_in_progress, dec, eur, open, open_in, usd, TestDatabase};
 
 #[tokio::test]
 async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
@@ -65,8 +65,7 @@ fn insert_transfer(
 
 #[tokio::test]
 async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let euro = open_in(&ledger, eur(), "1.00").await;
     let closed = open(&ledger, "0").await;
     ledger.close_account(closed, None).await.expect("close");

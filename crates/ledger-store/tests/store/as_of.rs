@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ledger_domain::AccountId;
 use ledger_store::Ledger;
 
-use ledger_testkit::{assert_invariants, balance, dec, open, open_many, transfer, TestDatabase};
+use ledger_testkit::{assert_invariants, balance, dec, open, transfer, TestDatabase};
 
 async fn db_now(ledger: &Ledger, account: AccountId) -> DateTime<Utc> {
     ledger.balance(account).await.expect("balance").at
@@ -73,8 +73,7 @@ async fn balances_as_of_past_times_are_the_balances_then() {
 
 #[tokio::test]
 async fn a_final_answer_never_changes() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [account, other] = open_many(&ledger, ["100.00", "0"]).await;
+    let (_database, ledger, [account, other]) = TestDatabase::with_accounts(["100.00", "0"]).await;
     transfer(&ledger, account, other, "10.00").await;
     let asked_at = db_now(&ledger, account).await;
 
@@ -96,8 +95,8 @@ async fn a_final_answer_never_changes() {
 
 #[tokio::test]
 async fn an_answer_is_not_final_while_a_transaction_that_could_change_it_is_in_flight() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [source, destination] = open_many(&ledger, ["50.00", "0"]).await;
+    let (database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["50.00", "0"]).await;
 
     // A slow writer: its row is stamped now, but commits later.
     let mut slow = database.connect().await.expect("connect");

@@ -14,8 +14,7 @@ use ledger_store::{Ledger, StoreError};
 use rand::Rng;
 
 use ledger_testkit::{
-    assert_invariants, balance, close_in_progress, dec, is_closed, key, open, open_many,
-    TestDatabase,
+    assert_invariants, balance, close_in_progress, dec, is_closed, key, open, TestDatabase,
 };
 
 /// Rounds of the stress test; `LEDGER_CLOSE_STRESS_ROUNDS` overrides.
@@ -206,8 +205,7 @@ async fn a_close_abandoned_at_any_point_leaves_the_account_open() {
 
 #[tokio::test]
 async fn a_close_refused_for_a_reused_idempotency_key_leaves_its_account_open() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [first, second] = open_many(&ledger, ["0", "0"]).await;
+    let (_database, ledger, [first, second]) = TestDatabase::with_accounts(["0", "0"]).await;
     let key = key("close-once");
 
     let (a, b) = tokio::join!(

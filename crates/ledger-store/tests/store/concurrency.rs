@@ -62,8 +62,7 @@ async fn concurrent_withdrawals_beyond_the_balance_never_overdraw() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn opposite_transfers_between_two_accounts_all_succeed_without_deadlock() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["500.00", "500.00"]).await;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["500.00", "500.00"]).await;
 
     let started = Instant::now();
     let transfers = (0..200).map(|i| {

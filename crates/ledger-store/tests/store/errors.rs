@@ -3,7 +3,7 @@
 use ledger_domain::{AccountId, Currency, DomainError, TransferId};
 use ledger_store::{NewAccount, StoreError};
 
-use ledger_testkit::{dec, key, keyed_transfer, open_in, open_many, usd, TestDatabase};
+use ledger_testkit::{dec, key, keyed_transfer, open_in, usd, TestDatabase};
 
 /// A request to open a USD account.
 fn usd_account(id: Option<AccountId>, initial_balance: Option<&str>) -> NewAccount {
@@ -24,8 +24,8 @@ fn domain(result: Result<impl std::fmt::Debug, StoreError>) -> DomainError {
 
 #[tokio::test]
 async fn each_refused_operation_names_its_reason_and_changes_nothing() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [rich, poor, empty] = open_many(&ledger, ["100.00", "1.00", "0"]).await;
+    let (database, ledger, [rich, poor, empty]) =
+        TestDatabase::with_accounts(["100.00", "1.00", "0"]).await;
     let euro = open_in(&ledger, Currency::parse("EUR").expect("EUR"), "5.00").await;
     let missing = AccountId::generate();
     let key = key("key-1");
@@ -147,8 +147,8 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_closed_account_accepts_no_transfers_in_either_direction() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [open_account, closed] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [open_account, closed]) =
+        TestDatabase::with_accounts(["10.00", "0"]).await;
     ledger.close_account(closed, None).await.expect("close");
     let before = database.snapshot().await;
 

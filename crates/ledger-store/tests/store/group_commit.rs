@@ -109,8 +109,8 @@ async fn sixty_four_writers_out_of_one_source_are_grouped_without_a_service_erro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leg_that_would_overdraw_fails_alone_and_the_rest_of_its_group_applies() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [source, held_up, destination] = open_many(&ledger, ["11.00", "0", "0"]).await;
+    let (database, ledger, [source, held_up, destination]) =
+        TestDatabase::with_accounts(["11.00", "0", "0"]).await;
 
     let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
     // Queued behind it: 4 × 1.00 that fit and one 100.00 that does not.
@@ -140,9 +140,8 @@ async fn a_leg_that_would_overdraw_fails_alone_and_the_rest_of_its_group_applies
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [source, held_up, refusing, destination] =
-        open_many(&ledger, ["100.00", "0", "0", "0"]).await;
+    let (database, ledger, [source, held_up, refusing, destination]) =
+        TestDatabase::with_accounts(["100.00", "0", "0", "0"]).await;
     refuse_transfers_into(&database, refusing).await;
 
     let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
@@ -171,8 +170,8 @@ async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [source, held_up, destination] = open_many(&ledger, ["100.00", "0", "0"]).await;
+    let (database, ledger, [source, held_up, destination]) =
+        TestDatabase::with_accounts(["100.00", "0", "0"]).await;
     let key = key("same-key-twice");
 
     let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
@@ -197,8 +196,8 @@ async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_keyed_leg_refused_inside_a_group_leaves_no_key_behind() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [source, held_up, destination] = open_many(&ledger, ["10.00", "0", "0"]).await;
+    let (database, ledger, [source, held_up, destination]) =
+        TestDatabase::with_accounts(["10.00", "0", "0"]).await;
     let key = key("too-much-for-now");
 
     let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;

@@ -4,12 +4,12 @@ use futures::future::join_all;
 use ledger_domain::{Currency, DomainError};
 use ledger_store::{NewAccount, StoreError};
 
-use ledger_testkit::{balance, dec, key, keyed_transfer, open_many, spawn_transfer, TestDatabase};
+use ledger_testkit::{balance, dec, key, keyed_transfer, spawn_transfer, TestDatabase};
 
 #[tokio::test]
 async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [source, destination] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["10.00", "0"]).await;
     let key = key("payment-42");
 
     let first = keyed_transfer(&ledger, source, destination, "3.00", &key)
@@ -29,8 +29,8 @@ async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
 
 #[tokio::test]
 async fn the_same_key_with_a_different_request_is_refused() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [source, destination] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["10.00", "0"]).await;
     let key = key("payment-43");
     keyed_transfer(&ledger, source, destination, "3.00", &key)
         .await
@@ -53,8 +53,8 @@ async fn the_same_key_with_a_different_request_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_with_one_key_apply_once() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [source, destination] = open_many(&ledger, ["100.00", "0"]).await;
+    let (_database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["100.00", "0"]).await;
     let key = key("retry-storm");
 
     let attempts =

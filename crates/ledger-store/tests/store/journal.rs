@@ -29,8 +29,7 @@ async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
 
 #[tokio::test]
 async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     for _ in 0..5 {
         transfer(&ledger, a, b, "1.00").await;
     }
@@ -51,8 +50,7 @@ async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
 
 #[tokio::test]
 async fn verify_names_the_row_a_superuser_tampered_with() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let transfers = transfer_times(&ledger, 4, a, b, "1.00").await;
     let target = &transfers[2];
 
@@ -72,8 +70,7 @@ async fn verify_names_the_row_a_superuser_tampered_with() {
 
 #[tokio::test]
 async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let transfer = transfer(&ledger, a, b, "4.00").await;
     database.edit_transfer(transfer.id, "amount = 3.00").await;
 
@@ -91,8 +88,7 @@ async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
 
 #[tokio::test]
 async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b, c] = open_many(&ledger, ["10.00", "0", "3.00"]).await;
+    let (_database, ledger, [a, b, c]) = TestDatabase::with_accounts(["10.00", "0", "3.00"]).await;
     let proven = transfer(&ledger, a, b, "2.00").await;
     transfer(&ledger, a, c, "1.00").await;
     transfer(&ledger, c, b, "1.00").await;
@@ -129,8 +125,7 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
 
 #[tokio::test]
 async fn the_rust_encoding_matches_the_database_encoding() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let metadata = ledger_domain::Metadata::parse(serde_json::json!({"b": [1, 2.50], "a": "x|y"}))
         .expect("metadata");
     let transfer = ledger
@@ -235,8 +230,7 @@ async fn leaves_from_rows(database: &TestDatabase) -> Vec<Hash> {
 
 #[tokio::test]
 async fn the_tree_built_from_stored_nodes_is_the_tree_of_the_rows_in_order() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["100.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["100.00", "0"]).await;
     // Enough rows for stored nodes at levels 6 to 8, in batches whose rows
     // share a created_at (ordered by seq) and single transfers between.
     many_transfers(&ledger, a, b, 300).await;
@@ -280,8 +274,7 @@ async fn the_tree_built_from_stored_nodes_is_the_tree_of_the_rows_in_order() {
 
 #[tokio::test]
 async fn a_later_digest_extends_an_earlier_one_and_the_proof_stays_small() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["1000.00", "0"]).await;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["1000.00", "0"]).await;
     let first = transfer(&ledger, a, b, "1.00").await;
     let at = final_now(&ledger).await;
     let stored = ledger.digest(Some(at)).await.expect("digest");
@@ -322,8 +315,7 @@ async fn a_later_digest_extends_an_earlier_one_and_the_proof_stays_small() {
 
 #[tokio::test]
 async fn a_row_edited_with_its_chain_rebuilt_is_named_by_verify_and_fails_its_proof() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let transfers = transfer_times(&ledger, 4, a, b, "1.00").await;
     let at = final_now(&ledger).await;
     let stored = ledger.digest(Some(at)).await.expect("digest");
@@ -356,8 +348,7 @@ async fn a_row_edited_with_its_chain_rebuilt_is_named_by_verify_and_fails_its_pr
 
 #[tokio::test]
 async fn a_rebuilt_tree_fails_the_consistency_proof_from_a_digest_stored_before() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["100.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["100.00", "0"]).await;
     many_transfers(&ledger, a, b, 100).await;
     let victim = transfer(&ledger, a, b, "1.00").await;
     final_now(&ledger).await;
@@ -385,8 +376,7 @@ async fn a_rebuilt_tree_fails_the_consistency_proof_from_a_digest_stored_before(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sequencers_racing_each_other_and_the_writers_build_one_tree() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["100.00", "100.00"]).await;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["100.00", "100.00"]).await;
     let writers = [(a, b), (b, a)].map(|(from, to)| {
         let ledger = ledger.clone();
         tokio::spawn(async move {
@@ -421,8 +411,7 @@ async fn sequencers_racing_each_other_and_the_writers_build_one_tree() {
 
 #[tokio::test]
 async fn plain_sql_leaves_that_break_the_tree_are_refused_by_name() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     final_now(&ledger).await;
     ledger.sequence_journal().await.expect("sequence");
     let late = ledger

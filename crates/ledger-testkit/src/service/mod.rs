@@ -31,7 +31,7 @@ use uuid::Uuid;
 use crate::TestDatabase;
 use contract::Spec;
 pub use process::LedgerProcess;
-pub use steps::{header_text, rfc3339, timestamp};
+pub use steps::{header_text, rfc3339, spawn_app_with_accounts, timestamp};
 
 /// How often the in-process servers advance the horizon.
 pub const HORIZON_INTERVAL: Duration = Duration::from_millis(50);

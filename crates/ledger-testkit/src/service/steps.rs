@@ -9,7 +9,18 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{ApiResponse, TestApp};
+use super::{spawn_app, ApiResponse, TestApp};
+
+/// Starts the server in-process with the default API configuration and
+/// opens one USD account per balance on it (see [`TestApp::funded_accounts`]):
+/// `let (app, [source, destination]) = spawn_app_with_accounts(["10.00", "0"]).await;`
+pub async fn spawn_app_with_accounts<const N: usize>(
+    balances: [&str; N],
+) -> (TestApp, [String; N]) {
+    let app = spawn_app().await;
+    let accounts = app.funded_accounts(balances).await;
+    (app, accounts)
+}
 
 impl TestApp {
     /// Opens one USD account per balance, in order, and returns their ids:
