@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ledger_domain::journal::{leaf_hash, merkle_root, Hash, TreeSizes};
 use ledger_domain::AccountId;
-use ledger_store::{BatchLeg, Ledger};
+use ledger_store::{BatchLeg, ConsistencyProof, Digest, Ledger};
 use ledger_testkit::{dec, open_many, transfer, transfer_times, TestDatabase};
 
 /// The tamperer's edit: a note in the metadata.
@@ -189,6 +189,18 @@ async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
     }
 }
 
+/// The digest once every row so far is final, and the consistency proof
+/// that it extends `stored`.
+async fn extension_of(ledger: &Ledger, stored: &Digest) -> (Digest, ConsistencyProof) {
+    final_now(ledger).await;
+    let later = ledger.digest(None).await.expect("digest");
+    let proof = ledger
+        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
+        .await
+        .expect("consistency");
+    (later, proof)
+}
+
 /// `count` transfers of 0.01 from `a` to `b`, in batches of at most 1,000.
 async fn many_transfers(ledger: &Ledger, a: AccountId, b: AccountId, count: usize) {
     let mut left = count;
@@ -281,12 +293,7 @@ async fn a_later_digest_extends_an_earlier_one_and_the_proof_stays_small() {
     let early = ledger.proof(first.id, None).await.expect("proof");
 
     many_transfers(&ledger, a, b, 2_000).await;
-    final_now(&ledger).await;
-    let later = ledger.digest(None).await.expect("digest");
-    let proof = ledger
-        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
-        .await
-        .expect("consistency");
+    let (later, proof) = extension_of(&ledger, &stored).await;
 
     assert_eq!(later.tree_size, stored.tree_size + 2_000);
     assert!(proof.verify(&stored.root));
@@ -360,12 +367,7 @@ async fn a_rebuilt_tree_fails_the_consistency_proof_from_a_digest_stored_before(
     database
         .as_superuser("delete from ledger.journal_leaves; delete from ledger.journal_nodes;")
         .await;
-    final_now(&ledger).await;
-    let later = ledger.digest(None).await.expect("digest");
-    let proof = ledger
-        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
-        .await
-        .expect("consistency");
+    let (_later, proof) = extension_of(&ledger, &stored).await;
 
     assert_ne!(proof.first.root, stored.root, "the old tree was rewritten");
     assert!(!proof.verify(&stored.root));
