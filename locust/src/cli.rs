@@ -415,7 +415,20 @@ pub struct Bounds {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Debug;
+
     use super::*;
+
+    /// Panics unless `answer` gives every `(input, expected, why)` case its
+    /// expected answer; the message names the input and why.
+    fn assert_cases<I: Debug, O: PartialEq + Debug>(
+        cases: &[(I, O, &str)],
+        answer: impl Fn(&I) -> O,
+    ) {
+        for (input, expected, why) in cases {
+            assert_eq!(&answer(input), expected, "{input:?}: {why}");
+        }
+    }
 
     #[test]
     fn only_loopback_hosts_are_accepted() {
@@ -439,9 +452,7 @@ mod tests {
             ("ftp://127.0.0.1", false, "not HTTP"),
             ("127.0.0.1:8080", false, "no scheme"),
         ];
-        for (host, accepted, why) in cases {
-            assert_eq!(loopback_url(host).is_ok(), accepted, "{host}: {why}");
-        }
+        assert_cases(&cases, |host| loopback_url(host).is_ok());
     }
 
     #[test]
@@ -455,9 +466,7 @@ mod tests {
             ("5x", None, "unknown unit"),
             ("2m30", None, "a trailing number without unit"),
         ];
-        for (text, secs, why) in cases {
-            assert_eq!(parse_time_secs(text).ok(), secs, "{text}: {why}");
-        }
+        assert_cases(&cases, |text| parse_time_secs(text).ok());
     }
 
     #[test]

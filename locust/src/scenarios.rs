@@ -154,16 +154,7 @@ async fn own_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError>
 async fn check_own_balance(user: &mut GooseUser) -> TransactionResult {
     let own = own_account(user).await?;
     let path = format!("/accounts/{own}/balance");
-    call(
-        user,
-        Kind::Balance,
-        GooseMethod::Get,
-        &path,
-        "/accounts/{id}/balance",
-        None,
-    )
-    .await
-    .map(drop)
+    get(user, Kind::Balance, &path, "/accounts/{id}/balance").await
 }
 
 /// Classic, weight 1: 1.00 to another user's account.
@@ -205,21 +196,11 @@ async fn batch_within_pool(user: &mut GooseUser) -> TransactionResult {
     if legs.is_empty() {
         return Ok(());
     }
-    let count = legs.len();
+    let rows = legs.len();
     let body = json!({ "transfers": legs });
-    call(
-        user,
-        Kind::Batch,
-        GooseMethod::Post,
-        "/batches",
-        "/batches",
-        Some(&body),
-    )
-    .await?;
-    for _ in 0..count {
-        shared.recorder.created_row();
-    }
-    Ok(())
+    post(user, Kind::Batch, "/batches", "/batches", &body, rows)
+        .await
+        .map(drop)
 }
 
 /// Deposits: `--amount` into a random account of the pool. Recorded as a
@@ -232,17 +213,16 @@ async fn deposit_into_pool(user: &mut GooseUser) -> TransactionResult {
     };
     let body = json!({ "amount": shared.amount });
     let path = format!("/accounts/{account}/deposits");
-    call(
+    post(
         user,
         Kind::Transfer,
-        GooseMethod::Post,
         &path,
         "/accounts/{id}/deposits",
-        Some(&body),
+        &body,
+        1,
     )
-    .await?;
-    shared.recorder.created_row();
-    Ok(())
+    .await
+    .map(drop)
 }
 
 /// As-of, weight 3: the balance of a random account at a random time
@@ -259,16 +239,7 @@ async fn balance_at_past_time(user: &mut GooseUser) -> TransactionResult {
     let offset = chrono::Duration::microseconds(rand::thread_rng().gen_range(0..span_us));
     let at = (shared.history_from + offset).to_rfc3339_opts(SecondsFormat::Micros, true);
     let path = format!("/accounts/{account}/balance?at={at}");
-    call(
-        user,
-        Kind::BalanceAt,
-        GooseMethod::Get,
-        &path,
-        "/accounts/{id}/balance?at=",
-        None,
-    )
-    .await
-    .map(drop)
+    get(user, Kind::BalanceAt, &path, "/accounts/{id}/balance?at=").await
 }
 
 /// The transfer a journal user asks proofs of, kept in its session.
@@ -281,21 +252,7 @@ async fn start_with_a_transfer(user: &mut GooseUser) -> TransactionResult {
     let Some((source, destination)) = shared_state().pick_pair() else {
         return Ok(());
     };
-    let body = json!({
-        "source": source,
-        "destination": destination,
-        "amount": shared_state().amount,
-    });
-    let value = call(
-        user,
-        Kind::Transfer,
-        GooseMethod::Post,
-        "/transfers",
-        "/transfers",
-        Some(&body),
-    )
-    .await?;
-    shared_state().recorder.created_row();
+    let value = post_transfer(user, source, destination).await?;
     if let Some(id) = value
         .get("id")
         .and_then(Value::as_str)
@@ -313,16 +270,7 @@ async fn proof_of_own_transfer(user: &mut GooseUser) -> TransactionResult {
         return start_with_a_transfer(user).await;
     };
     let path = format!("/transfers/{id}/proof");
-    call(
-        user,
-        Kind::Proof,
-        GooseMethod::Get,
-        &path,
-        "/transfers/{id}/proof",
-        None,
-    )
-    .await
-    .map(drop)
+    get(user, Kind::Proof, &path, "/transfers/{id}/proof").await
 }
 
 /// Journal, weight 1: an account of the pool, the probe of how other
@@ -332,36 +280,50 @@ async fn read_an_account(user: &mut GooseUser) -> TransactionResult {
         return Ok(());
     };
     let path = format!("/accounts/{account}");
-    call(
-        user,
-        Kind::Account,
-        GooseMethod::Get,
-        &path,
-        "/accounts/{id}",
-        None,
-    )
-    .await
-    .map(drop)
+    get(user, Kind::Account, &path, "/accounts/{id}").await
 }
 
 async fn transfer(user: &mut GooseUser, source: Uuid, destination: Uuid) -> TransactionResult {
-    let shared = shared_state();
+    post_transfer(user, source, destination).await.map(drop)
+}
+
+/// One transfer of `--amount`, one row; gives the answer.
+async fn post_transfer(
+    user: &mut GooseUser,
+    source: Uuid,
+    destination: Uuid,
+) -> Result<Value, Box<TransactionError>> {
     let body = json!({
         "source": source,
         "destination": destination,
-        "amount": shared.amount,
+        "amount": shared_state().amount,
     });
-    call(
-        user,
-        Kind::Transfer,
-        GooseMethod::Post,
-        "/transfers",
-        "/transfers",
-        Some(&body),
-    )
-    .await?;
-    shared.recorder.created_row();
-    Ok(())
+    post(user, Kind::Transfer, "/transfers", "/transfers", &body, 1).await
+}
+
+/// `GET path` through [`call`] (`name` in the metrics), for its status
+/// alone.
+async fn get(user: &mut GooseUser, kind: Kind, path: &str, name: &str) -> TransactionResult {
+    call(user, kind, GooseMethod::Get, path, name, None)
+        .await
+        .map(drop)
+}
+
+/// `POST body` to `path` through [`call`], a write of `rows` transfer rows,
+/// recorded as created once it succeeds; gives the answer.
+async fn post(
+    user: &mut GooseUser,
+    kind: Kind,
+    path: &str,
+    name: &str,
+    body: &Value,
+    rows: usize,
+) -> Result<Value, Box<TransactionError>> {
+    let value = call(user, kind, GooseMethod::Post, path, name, Some(body)).await?;
+    for _ in 0..rows {
+        shared_state().recorder.created_row();
+    }
+    Ok(value)
 }
 
 /// Sends one request and reads the whole response. A 2xx gives its JSON

@@ -1,7 +1,9 @@
 //! POST /accounts, GET /accounts, GET /accounts/{id}, DELETE /accounts/{id}.
 
 use ledger_domain::Currency;
-use ledger_testkit::service::{assert_page_within_budget, item_ids, spawn_app, spawn_app_with};
+use ledger_testkit::service::{
+    assert_page_within_budget, item_ids, spawn_app, spawn_app_with, spawn_app_with_accounts,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -200,10 +202,7 @@ async fn the_system_account_can_be_read_and_shows_minus_the_customer_money() {
 #[tokio::test]
 async fn accounts_are_listed_page_by_page_in_creation_order() {
     let app = spawn_app().await;
-    let mut opened = Vec::new();
-    for _ in 0..5 {
-        opened.push(app.funded_account("0").await);
-    }
+    let opened = app.funded_accounts(["0"; 5]).await;
 
     let pages = app.pages("/accounts?limit=2").await;
     for page in &pages {
@@ -275,9 +274,7 @@ async fn an_account_with_money_does_not_close() {
 
 #[tokio::test]
 async fn a_closed_account_accepts_no_transfers() {
-    let app = spawn_app().await;
-    let source = app.funded_account("10").await;
-    let closed = app.funded_account("0").await;
+    let (app, [source, closed]) = spawn_app_with_accounts(["10", "0"]).await;
     app.delete(&format!("/accounts/{closed}"))
         .await
         .expect_status(200);

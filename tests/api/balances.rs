@@ -1,38 +1,11 @@
 //! GET /accounts/{id}/balance (now and as of a time) and
 //! GET /accounts/{id}/transfers (history).
 
-use std::time::Duration;
-
-use chrono::{DateTime, SecondsFormat, Utc};
-use ledger_testkit::service::{assert_page_within_budget, item_ids, spawn_app, TestApp};
+use chrono::{DateTime, Utc};
+use ledger_testkit::service::{
+    assert_page_within_budget, item_ids, rfc3339, spawn_app, spawn_app_with_accounts, timestamp,
+};
 use serde_json::{json, Value};
-
-fn timestamp(value: &Value) -> DateTime<Utc> {
-    value
-        .as_str()
-        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-        .map(|time| time.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("not an RFC 3339 timestamp: {value}"))
-}
-
-fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// The balance as of `at`, polled until it is final (bounded).
-async fn final_balance_at(app: &TestApp, account: &str, at: DateTime<Utc>) -> Value {
-    for _ in 0..100 {
-        let response = app
-            .get(&format!("/accounts/{account}/balance?at={}", rfc3339(at)))
-            .await;
-        response.expect_status(200);
-        if response.body["final"] == json!(true) {
-            return response.body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the balance of {account} at {at} never became final");
-}
 
 #[tokio::test]
 async fn the_current_balance_is_never_final() {
@@ -56,13 +29,9 @@ async fn the_balance_as_of_a_time_before_a_transfer_is_the_earlier_balance() {
     deposit.expect_status(201);
     let deposited_at = timestamp(&deposit.body["created_at"]);
 
-    let before = final_balance_at(
-        &app,
-        &account,
-        deposited_at - chrono::Duration::microseconds(1),
-    )
-    .await;
-    let at = final_balance_at(&app, &account, deposited_at).await;
+    let just_before = deposited_at - chrono::Duration::microseconds(1);
+    let before = app.final_balance_at(&account, just_before).await;
+    let at = app.final_balance_at(&account, deposited_at).await;
 
     assert_eq!(before["balance"], "100.00");
     assert_eq!(at["balance"], "150.00");
@@ -77,7 +46,7 @@ async fn the_balance_before_the_account_existed_is_zero() {
         .expect("a timestamp")
         .with_timezone(&Utc);
 
-    let balance = final_balance_at(&app, &account, long_ago).await;
+    let balance = app.final_balance_at(&account, long_ago).await;
 
     assert_eq!(balance["balance"], "0.00");
     assert_eq!(balance["at"], "2000-01-01T00:00:00Z");
@@ -106,9 +75,7 @@ async fn the_balance_of_a_missing_account_is_not_found() {
 
 #[tokio::test]
 async fn history_lists_both_directions_newest_first_with_balances_after() {
-    let app = spawn_app().await;
-    let alice = app.funded_account("100").await;
-    let bob = app.funded_account("0").await;
+    let (app, [alice, bob]) = spawn_app_with_accounts(["100", "0"]).await;
     app.transfer(&alice, &bob, json!("30"))
         .await
         .expect_status(201);

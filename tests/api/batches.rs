@@ -1,12 +1,8 @@
 //! POST /batches and GET /batches/{id}: atomic multi-leg batches.
 
-use std::time::Duration;
-
-use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::join_all;
 use ledger_domain::Decimal;
-use ledger_testkit::service::{spawn_app, TestApp};
-use reqwest::Method;
+use ledger_testkit::service::{spawn_app, spawn_app_with_accounts, timestamp};
 use serde_json::{json, Value};
 
 const MISSING: &str = "01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b";
@@ -15,47 +11,22 @@ fn leg(source: &str, destination: &str, amount: &str) -> Value {
     json!({ "source": source, "destination": destination, "amount": amount })
 }
 
-fn timestamp(value: &Value) -> DateTime<Utc> {
-    value
-        .as_str()
-        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-        .map(|time| time.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("not an RFC 3339 timestamp: {value}"))
-}
-
-/// The balance as of `at`, polled until it is final (bounded).
-async fn final_balance_at(app: &TestApp, account: &str, at: DateTime<Utc>) -> String {
-    let at = at.to_rfc3339_opts(SecondsFormat::Micros, true);
-    for _ in 0..100 {
-        let response = app
-            .get(&format!("/accounts/{account}/balance?at={at}"))
-            .await;
-        response.expect_status(200);
-        if response.body["final"] == json!(true) {
-            return response.str("balance").to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the balance of {account} at {at} never became final");
+/// The body of `POST /batches` with these legs.
+fn batch(legs: Vec<Value>) -> Value {
+    json!({ "transfers": legs })
 }
 
 #[tokio::test]
 async fn a_batch_applies_its_legs_in_order_so_a_later_leg_spends_what_an_earlier_one_received() {
-    let app = spawn_app().await;
-    let alice = app.funded_account("10.00").await;
-    let bob = app.funded_account("0").await;
-    let carol = app.funded_account("0").await;
+    let (app, [alice, bob, carol]) = spawn_app_with_accounts(["10.00", "0", "0"]).await;
 
-    let response = app
-        .post(
-            "/batches",
-            &json!({ "transfers": [
-                leg(&alice, &bob, "10.00"),
-                // Bob had nothing before this batch.
-                { "source": bob, "destination": carol, "amount": "7.50", "metadata": { "n": 2 } },
-            ]}),
-        )
-        .await;
+    let legs = vec![
+        leg(&alice, &bob, "10.00"),
+        // Bob had nothing before this batch.
+        json!({ "source": bob, "destination": carol, "amount": "7.50", "metadata": { "n": 2 } }),
+    ];
+
+    let response = app.post("/batches", &batch(legs)).await;
 
     response.expect_status(201);
     let id = response.str("id").to_owned();
@@ -89,10 +60,7 @@ async fn a_batch_applies_its_legs_in_order_so_a_later_leg_spends_what_an_earlier
 
 #[tokio::test]
 async fn when_leg_k_fails_nothing_of_the_legs_before_it_is_visible() {
-    let app = spawn_app().await;
-    let alice = app.funded_account("10").await;
-    let bob = app.funded_account("0").await;
-    let carol = app.funded_account("0").await;
+    let (app, [alice, bob, carol]) = spawn_app_with_accounts(["10", "0", "0"]).await;
 
     let cases = [
         (
@@ -139,7 +107,7 @@ async fn when_leg_k_fails_nothing_of_the_legs_before_it_is_visible() {
         ),
     ];
     for (legs, failing, status, code, why) in cases {
-        let response = app.post("/batches", &json!({ "transfers": legs })).await;
+        let response = app.post("/batches", &batch(legs)).await;
         response.expect_problem(status, code);
         assert_eq!(response.body["leg"], json!(failing), "{why}");
         assert_eq!(app.balance(&alice).await, "10.00", "{why}");
@@ -158,42 +126,26 @@ async fn when_leg_k_fails_nothing_of_the_legs_before_it_is_visible() {
 
 #[tokio::test]
 async fn a_batch_replayed_with_its_idempotency_key_returns_the_original_and_applies_once() {
-    let app = spawn_app().await;
-    let alice = app.funded_account("10").await;
-    let bob = app.funded_account("0").await;
-    let body = json!({ "transfers": [leg(&alice, &bob, "3"), leg(&alice, &bob, "2")] });
-    let post = || {
-        app.send(
-            app.request(Method::POST, "/batches")
-                .header("Idempotency-Key", "batch-1")
-                .json(&body),
-        )
-    };
+    let (app, [alice, bob]) = spawn_app_with_accounts(["10", "0"]).await;
+    let body = batch(vec![leg(&alice, &bob, "3"), leg(&alice, &bob, "2")]);
+    let post = || app.post_with_key("/batches", "batch-1", &body);
 
     let first = post().await;
     first.expect_status(201);
     let again = post().await;
 
-    again.expect_status(201);
-    assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!(again.body, first.body);
+    again.expect_replay_of(&first);
     assert_eq!(app.balance(&alice).await, "5.00");
     let other = app
-        .send(
-            app.request(Method::POST, "/batches")
-                .header("Idempotency-Key", "batch-1")
-                .json(&json!({ "transfers": [leg(&alice, &bob, "1")] })),
-        )
+        .post_with_key("/batches", "batch-1", &batch(vec![leg(&alice, &bob, "1")]))
         .await;
     other.expect_problem(422, "idempotency_key_reused");
 }
 
 #[tokio::test]
 async fn a_batch_of_8189_legs_is_accepted_and_one_of_8190_or_none_is_refused() {
-    let app = spawn_app().await;
-    let alice = app.funded_account("10000").await;
-    let bob = app.funded_account("0").await;
-    let legs = |n: usize| json!({ "transfers": vec![leg(&alice, &bob, "1"); n] });
+    let (app, [alice, bob]) = spawn_app_with_accounts(["10000", "0"]).await;
+    let legs = |n: usize| batch(vec![leg(&alice, &bob, "1"); n]);
 
     let none = app.post("/batches", &legs(0)).await;
     none.expect_problem(422, "validation_failed");
@@ -215,10 +167,7 @@ async fn a_batch_of_8189_legs_is_accepted_and_one_of_8190_or_none_is_refused() {
 #[tokio::test]
 async fn concurrent_batches_over_shared_accounts_neither_deadlock_nor_fail() {
     let app = spawn_app().await;
-    let mut accounts = Vec::new();
-    for _ in 0..4 {
-        accounts.push(app.funded_account("1000").await);
-    }
+    let accounts = app.funded_accounts(["1000"; 4]).await;
     // Each batch walks the four accounts from its own starting point and in
     // its own direction, so that batches hold rows the others want.
     let batches = (0..8).map(|b| {
@@ -230,7 +179,7 @@ async fn concurrent_batches_over_shared_accounts_neither_deadlock_nor_fail() {
                 leg(&accounts[from], &accounts[to], "1.25")
             })
             .collect();
-        json!({ "transfers": legs })
+        batch(legs)
     });
     let bodies: Vec<Value> = batches.collect();
 
@@ -250,35 +199,24 @@ async fn concurrent_batches_over_shared_accounts_neither_deadlock_nor_fail() {
 
 #[tokio::test]
 async fn a_final_as_of_read_never_shows_part_of_a_batch() {
-    let app = spawn_app().await;
-    let alice = app.funded_account("10").await;
-    let bob = app.funded_account("0").await;
-    let carol = app.funded_account("0").await;
-    let response = app
-        .post(
-            "/batches",
-            &json!({ "transfers": [
-                leg(&alice, &bob, "6"),
-                leg(&bob, &carol, "5"),
-                leg(&alice, &carol, "4"),
-                leg(&carol, &alice, "1"),
-            ]}),
-        )
-        .await;
+    let (app, [alice, bob, carol]) = spawn_app_with_accounts(["10", "0", "0"]).await;
+    let legs = vec![
+        leg(&alice, &bob, "6"),
+        leg(&bob, &carol, "5"),
+        leg(&alice, &carol, "4"),
+        leg(&carol, &alice, "1"),
+    ];
+    let response = app.post("/batches", &batch(legs)).await;
     response.expect_status(201);
     let at = timestamp(&response.body["created_at"]);
     let just_before = at - chrono::Duration::microseconds(1);
 
-    let before = [
-        final_balance_at(&app, &alice, just_before).await,
-        final_balance_at(&app, &bob, just_before).await,
-        final_balance_at(&app, &carol, just_before).await,
-    ];
-    let after = [
-        final_balance_at(&app, &alice, at).await,
-        final_balance_at(&app, &bob, at).await,
-        final_balance_at(&app, &carol, at).await,
-    ];
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for account in [&alice, &bob, &carol] {
+        before.push(app.final_balance_at(account, just_before).await["balance"].clone());
+        after.push(app.final_balance_at(account, at).await["balance"].clone());
+    }
 
     assert_eq!(before, ["10.00", "0.00", "0.00"], "none of the batch");
     assert_eq!(after, ["1.00", "1.00", "8.00"], "all of the batch");

@@ -1,31 +1,21 @@
 //! The Idempotency-Key header on writes.
 
-use ledger_testkit::service::spawn_app;
+use ledger_testkit::service::{spawn_app, spawn_app_with_accounts};
 use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
 async fn a_replayed_transfer_returns_the_original_response_and_applies_once() {
-    let app = spawn_app().await;
-    let source = app.funded_account("100").await;
-    let destination = app.funded_account("0").await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
     let body = json!({ "source": source, "destination": destination, "amount": "25" });
-    let send = || {
-        app.send(
-            app.request(Method::POST, "/transfers")
-                .header("Idempotency-Key", "transfer-7f3a")
-                .json(&body),
-        )
-    };
+    let send = || app.post_with_key("/transfers", "transfer-7f3a", &body);
 
     let first = send().await;
     let replay = send().await;
 
     first.expect_status(201);
     assert_eq!(first.header("idempotent-replayed"), None);
-    replay.expect_status(201);
-    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(replay.body, first.body);
+    replay.expect_replay_of(&first);
     assert_eq!(replay.header("location"), first.header("location"));
     assert_eq!(app.balance(&source).await, "75.00", "applied once");
     assert_eq!(app.balance(&destination).await, "25.00");
@@ -36,42 +26,30 @@ async fn an_equal_amount_written_differently_is_the_same_request() {
     let app = spawn_app().await;
     let account = app.funded_account("0").await;
     let path = format!("/accounts/{account}/deposits");
-    let deposit = |amount: serde_json::Value| {
-        app.send(
-            app.request(Method::POST, &path)
-                .header("Idempotency-Key", "deposit-1")
-                .json(&json!({ "amount": amount })),
-        )
-    };
 
-    let first = deposit(json!("10.00")).await;
-    let replay = deposit(json!(10)).await;
+    let first = app
+        .post_with_key(&path, "deposit-1", &json!({ "amount": "10.00" }))
+        .await;
+    let replay = app
+        .post_with_key(&path, "deposit-1", &json!({ "amount": 10 }))
+        .await;
 
     first.expect_status(201);
-    replay.expect_status(201);
-    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(replay.body, first.body);
+    replay.expect_replay_of(&first);
     assert_eq!(app.balance(&account).await, "10.00");
 }
 
 #[tokio::test]
 async fn a_replayed_account_opening_returns_the_same_account() {
     let app = spawn_app().await;
-    let open = || {
-        app.send(
-            app.request(Method::POST, "/accounts")
-                .header("Idempotency-Key", "open-alice")
-                .json(&json!({ "initial_balance": "5", "metadata": { "owner": "alice" } })),
-        )
-    };
+    let body = json!({ "initial_balance": "5", "metadata": { "owner": "alice" } });
+    let open = || app.post_with_key("/accounts", "open-alice", &body);
 
     let first = open().await;
     let replay = open().await;
 
     first.expect_status(201);
-    replay.expect_status(201);
-    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(replay.body, first.body);
+    replay.expect_replay_of(&first);
     assert_eq!(replay.header("location"), first.header("location"));
     let list = app.get("/accounts").await;
     let customers = list.body["items"]
@@ -86,13 +64,8 @@ async fn a_replayed_account_opening_returns_the_same_account() {
 #[tokio::test]
 async fn a_replayed_account_opening_returns_the_original_body_after_the_account_changed() {
     let app = spawn_app().await;
-    let open = || {
-        app.send(
-            app.request(Method::POST, "/accounts")
-                .header("Idempotency-Key", "open-bob")
-                .json(&json!({ "initial_balance": "5" })),
-        )
-    };
+    let body = json!({ "initial_balance": "5" });
+    let open = || app.post_with_key("/accounts", "open-bob", &body);
     let first = open().await;
     first.expect_status(201);
     let account = first.body["id"].as_str().expect("id").to_owned();
@@ -108,12 +81,8 @@ async fn a_replayed_account_opening_returns_the_original_body_after_the_account_
 
     let replay = open().await;
 
-    replay.expect_status(201);
-    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(
-        replay.body, first.body,
-        "the original response, not the account now"
-    );
+    // The original response, not the account now.
+    replay.expect_replay_of(&first);
 }
 
 #[tokio::test]
@@ -131,32 +100,24 @@ async fn a_replayed_close_returns_the_closed_account() {
     let replay = close().await;
 
     first.expect_status(200);
-    replay.expect_status(200);
-    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(replay.body, first.body);
+    replay.expect_replay_of(&first);
 }
 
 #[tokio::test]
 async fn a_key_reused_with_a_different_request_is_refused() {
-    let app = spawn_app().await;
-    let source = app.funded_account("100").await;
-    let destination = app.funded_account("0").await;
-    let transfer = |amount: &str| {
-        app.send(
-            app.request(Method::POST, "/transfers")
-                .header("Idempotency-Key", "key-1")
-                .json(&json!({ "source": source, "destination": destination, "amount": amount })),
-        )
-    };
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
+    let transfer =
+        |amount: &str| json!({ "source": source, "destination": destination, "amount": amount });
 
-    transfer("10").await.expect_status(201);
-    let reused = transfer("11").await;
+    app.post_with_key("/transfers", "key-1", &transfer("10"))
+        .await
+        .expect_status(201);
+    let reused = app
+        .post_with_key("/transfers", "key-1", &transfer("11"))
+        .await;
+    let deposits = format!("/accounts/{destination}/deposits");
     let other_operation = app
-        .send(
-            app.request(Method::POST, &format!("/accounts/{destination}/deposits"))
-                .header("Idempotency-Key", "key-1")
-                .json(&json!({ "amount": "10" })),
-        )
+        .post_with_key(&deposits, "key-1", &json!({ "amount": "10" }))
         .await;
 
     reused.expect_problem(422, "idempotency_key_reused");
@@ -166,16 +127,9 @@ async fn a_key_reused_with_a_different_request_is_refused() {
 
 #[tokio::test]
 async fn a_failed_request_is_not_remembered_so_its_retry_runs_again() {
-    let app = spawn_app().await;
-    let source = app.funded_account("5").await;
-    let destination = app.funded_account("0").await;
-    let transfer = || {
-        app.send(
-            app.request(Method::POST, "/transfers")
-                .header("Idempotency-Key", "retry-me")
-                .json(&json!({ "source": source, "destination": destination, "amount": "8" })),
-        )
-    };
+    let (app, [source, destination]) = spawn_app_with_accounts(["5", "0"]).await;
+    let body = json!({ "source": source, "destination": destination, "amount": "8" });
+    let transfer = || app.post_with_key("/transfers", "retry-me", &body);
 
     transfer().await.expect_problem(422, "insufficient_funds");
     app.deposit(&source, json!("3")).await.expect_status(201);
@@ -192,13 +146,7 @@ async fn a_key_still_in_flight_is_a_conflict() {
     let account = app.funded_account("0").await;
     // Another request holds the key: its transaction has claimed it and
     // has not committed yet.
-    let mut holder = app
-        .db
-        .as_ref()
-        .expect("a database")
-        .connect()
-        .await
-        .expect("a connection");
+    let mut holder = app.database().connect().await.expect("a connection");
     let tx = holder.transaction().await.expect("a transaction");
     // Keys are stored within the namespace of the API key that sent them.
     let api_key = app.admin_key.as_deref().expect("an admin key");
@@ -211,12 +159,9 @@ async fn a_key_still_in_flight_is_a_conflict() {
     .await
     .expect("claim the key");
 
+    let deposits = format!("/accounts/{account}/deposits");
     let response = app
-        .send(
-            app.request(Method::POST, &format!("/accounts/{account}/deposits"))
-                .header("Idempotency-Key", "busy-key")
-                .json(&json!({ "amount": "1" })),
-        )
+        .post_with_key(&deposits, "busy-key", &json!({ "amount": "1" }))
         .await;
 
     response.expect_problem(409, "idempotency_in_flight");
@@ -234,13 +179,10 @@ async fn malformed_idempotency_keys_are_bad_requests() {
         ("two words", "a space is not visible ASCII"),
         (long.as_str(), "longer than 255 characters"),
     ];
+    let deposits = format!("/accounts/{account}/deposits");
     for (key, why) in cases {
         let response = app
-            .send(
-                app.request(Method::POST, &format!("/accounts/{account}/deposits"))
-                    .header("Idempotency-Key", key)
-                    .json(&json!({ "amount": "1" })),
-            )
+            .post_with_key(&deposits, key, &json!({ "amount": "1" }))
             .await;
         response.expect_refusal(400, "invalid_request", why);
     }

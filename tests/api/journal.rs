@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ledger_testkit::service::{spawn_app, TestApp};
+use ledger_testkit::service::{spawn_app, spawn_app_with_accounts, TestApp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -139,9 +139,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_transfer_is_proven_against_a_digest_stored_earlier() {
-    let app = spawn_app().await;
-    let a = app.funded_account("10.00").await;
-    let b = app.funded_account("5.00").await;
+    let (app, [a, b]) = spawn_app_with_accounts(["10.00", "5.00"]).await;
     let transfer = app.transfer(&a, &b, json!("2.50")).await;
     transfer.expect_status(201);
     app.transfer(&b, &a, json!("1.00")).await.expect_status(201);
@@ -199,9 +197,7 @@ async fn a_transfer_is_proven_against_a_digest_stored_earlier() {
 
 #[tokio::test]
 async fn digests_and_proofs_are_refused_for_times_that_are_not_final() {
-    let app = spawn_app().await;
-    let a = app.funded_account("1.00").await;
-    let b = app.funded_account("0").await;
+    let (app, [a, b]) = spawn_app_with_accounts(["1.00", "0"]).await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     transfer.expect_status(201);
     let future =
@@ -235,9 +231,7 @@ fn plus_nanos(time: &str, nanos: i64) -> String {
 
 #[tokio::test]
 async fn a_sub_microsecond_time_is_truncated_so_digests_and_proofs_agree_with_the_ledger() {
-    let app = spawn_app().await;
-    let a = app.funded_account("10.00").await;
-    let b = app.funded_account("0").await;
+    let (app, [a, b]) = spawn_app_with_accounts(["10.00", "0"]).await;
     // The first transfer out of `a`: seq 0 of its chain.
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     transfer.expect_status(201);
@@ -283,9 +277,7 @@ async fn a_sub_microsecond_time_is_truncated_so_digests_and_proofs_agree_with_th
 
 #[tokio::test]
 async fn times_outside_rfc3339_years_are_bad_requests_on_every_time_parameter() {
-    let app = spawn_app().await;
-    let a = app.funded_account("1.00").await;
-    let b = app.funded_account("0").await;
+    let (app, [a, b]) = spawn_app_with_accounts(["1.00", "0"]).await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     let id = transfer.str("id");
     let cases = [
@@ -347,9 +339,7 @@ async fn consistency(app: &TestApp, from: u64, to: u64) -> Value {
 
 #[tokio::test]
 async fn a_newer_digest_is_proven_to_extend_a_stored_one_until_a_tamperer_rewrites_the_tree() {
-    let app = spawn_app().await;
-    let a = app.funded_account("200.00").await;
-    let b = app.funded_account("0").await;
+    let (app, [a, b]) = spawn_app_with_accounts(["200.00", "0"]).await;
     let victim = app.transfer(&a, &b, json!("1.00")).await;
     victim.expect_status(201);
     let stored = digest_after(&app, victim.str("created_at")).await;
@@ -385,16 +375,9 @@ async fn a_newer_digest_is_proven_to_extend_a_stored_one_until_a_tamperer_rewrit
 
     // A superuser edits the row with the triggers off: `verify` names it,
     // and its proof no longer leads to the digest stored before.
-    let db = app.db.as_ref().expect("a database");
-    let client = db.connect().await.expect("connect");
-    client
-        .batch_execute(&format!(
-            "set session_replication_role = replica;
-             update ledger.transfers set metadata = '{{\"note\": \"edited\"}}'
-              where transfer_id = '{id}';"
-        ))
-        .await
-        .expect("tamper as superuser");
+    let db = app.database();
+    let edited = r#"metadata = '{"note": "edited"}'"#;
+    db.edit_transfer(&id, edited).await;
     let report = db.ledger().verify().await.expect("verify");
     let named = report.violations.first().expect("a violation");
     assert_eq!(named.rule, "hash_mismatch");
@@ -405,32 +388,9 @@ async fn a_newer_digest_is_proven_to_extend_a_stored_one_until_a_tamperer_rewrit
 
     // One who also rebuilds the hash chains and the whole tree makes the
     // ledger agree with itself again, but not with the stored digest.
-    client
-        .batch_execute(
-            "set session_replication_role = replica;
-             do $$
-             declare
-                 r record;
-             begin
-                 for r in select source_account_id, source_seq from ledger.transfers
-                           order by source_account_id, source_seq loop
-                     update ledger.transfers t
-                        set row_hash = sha256(
-                                coalesce((select p.row_hash from ledger.transfers p
-                                           where p.source_account_id = t.source_account_id
-                                             and p.source_seq = t.source_seq - 1),
-                                         decode(repeat('00', 32), 'hex'))
-                                || convert_to(ledger.transfer_encoding(t), 'UTF8'))
-                      where (t.source_account_id, t.source_seq)
-                            = (r.source_account_id, r.source_seq);
-                 end loop;
-             end;
-             $$;
-             delete from ledger.journal_leaves;
-             delete from ledger.journal_nodes;",
-        )
-        .await
-        .expect("rewrite as superuser");
+    db.edit_transfer_and_rechain(&id, edited).await;
+    db.as_superuser("delete from ledger.journal_leaves; delete from ledger.journal_nodes;")
+        .await;
     let rewritten = digest_after(&app, &Utc::now().to_rfc3339()).await;
     let third = rewritten["tree_size"].as_u64().expect("size");
     let proof = consistency(&app, first, third).await;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ledger_testkit::service::spawn_app;
+use ledger_testkit::service::{header_text, spawn_app};
 use serde_json::Value;
 
 fn snapshot_path() -> PathBuf {
@@ -134,38 +134,20 @@ async fn every_error_response_in_the_document_is_a_problem() {
 #[tokio::test]
 async fn the_interactive_docs_are_served_without_internet_access() {
     let app = spawn_app().await;
-    let redirect = app
-        .client
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .expect("a response");
+    let redirect = app.get_unchecked("/docs").await;
     assert_eq!(redirect.status().as_u16(), 308);
     assert_eq!(
-        redirect
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok()),
+        header_text(redirect.headers(), "location").as_deref(),
         Some("/docs/")
     );
 
-    let page = app
-        .client
-        .get(app.url("/docs/"))
-        .send()
-        .await
-        .expect("a response");
+    let page = app.get_unchecked("/docs/").await;
     assert_eq!(page.status().as_u16(), 200);
     let html = page.text().await.expect("a page");
     assert!(html.contains("swagger-ui"), "the Swagger UI page");
     assert!(!html.contains("://cdn"), "no CDN assets");
 
-    let initializer = app
-        .client
-        .get(app.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .expect("a response");
+    let initializer = app.get_unchecked("/docs/swagger-initializer.js").await;
     assert_eq!(initializer.status().as_u16(), 200);
     let script = initializer.text().await.expect("a script");
     assert!(

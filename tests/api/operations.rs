@@ -3,12 +3,17 @@
 use ledger_testkit::service::{spawn_app, spawn_app_without_database};
 use serde_json::json;
 
+/// Panics unless `GET path`, with a database, answers 200 `{"status": status}`.
+async fn assert_status_document(path: &str, status: &str) {
+    let app = spawn_app().await;
+    let response = app.get(path).await;
+    response.expect_status(200);
+    assert_eq!(response.body, json!({ "status": status }));
+}
+
 #[tokio::test]
 async fn health_answers_ok() {
-    let app = spawn_app().await;
-    let response = app.get("/health").await;
-    response.expect_status(200);
-    assert_eq!(response.body, json!({ "status": "ok" }));
+    assert_status_document("/health", "ok").await;
 }
 
 #[tokio::test]
@@ -19,10 +24,7 @@ async fn health_answers_ok_even_without_a_database() {
 
 #[tokio::test]
 async fn ready_answers_ready_when_the_database_is_migrated() {
-    let app = spawn_app().await;
-    let response = app.get("/ready").await;
-    response.expect_status(200);
-    assert_eq!(response.body, json!({ "status": "ready" }));
+    assert_status_document("/ready", "ready").await;
 }
 
 #[tokio::test]

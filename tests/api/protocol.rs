@@ -1,9 +1,24 @@
 //! What every request shares: problem+json errors, request ids, routing
 //! errors, body limits, content types and CORS.
 
-use ledger_testkit::service::{spawn_app, spawn_app_with};
-use reqwest::Method;
+use ledger_testkit::service::{
+    spawn_app, spawn_app_with, spawn_app_with_accounts, ApiResponse, TestApp,
+};
+use reqwest::{Method, RequestBuilder};
 use serde_json::json;
+
+/// `GET path` with one header `name: value`, checked.
+async fn get_with_header(app: &TestApp, path: &str, name: &str, value: &str) -> ApiResponse {
+    app.send(app.request(Method::GET, path).header(name, value))
+        .await
+}
+
+/// `POST /accounts` with `body` as it is, declared as JSON.
+fn json_text(app: &TestApp, body: &'static str) -> RequestBuilder {
+    app.request(Method::POST, "/accounts")
+        .header("content-type", "application/json")
+        .body(body)
+}
 
 #[tokio::test]
 async fn errors_are_problem_documents_with_the_request_id() {
@@ -31,18 +46,8 @@ async fn errors_are_problem_documents_with_the_request_id() {
 async fn a_client_request_id_is_echoed_in_the_header_and_the_problem() {
     let app = spawn_app().await;
 
-    let ok = app
-        .send(
-            app.request(Method::GET, "/health")
-                .header("X-Request-ID", "trace-abc-123"),
-        )
-        .await;
-    let problem = app
-        .send(
-            app.request(Method::GET, "/accounts/42")
-                .header("X-Request-ID", "trace-def-456"),
-        )
-        .await;
+    let ok = get_with_header(&app, "/health", "X-Request-ID", "trace-abc-123").await;
+    let problem = get_with_header(&app, "/accounts/42", "X-Request-ID", "trace-def-456").await;
 
     assert_eq!(ok.header("x-request-id"), Some("trace-abc-123"));
     assert_eq!(problem.header("x-request-id"), Some("trace-def-456"));
@@ -159,13 +164,7 @@ async fn malformed_json_is_a_bad_request() {
         ("not json", "not JSON at all"),
     ];
     for (body, why) in cases {
-        let response = app
-            .send(
-                app.request(Method::POST, "/accounts")
-                    .header("content-type", "application/json")
-                    .body(body),
-            )
-            .await;
+        let response = app.send(json_text(&app, body)).await;
         response.expect_refusal(400, "invalid_request", why);
     }
 }
@@ -173,24 +172,14 @@ async fn malformed_json_is_a_bad_request() {
 #[tokio::test]
 async fn cors_is_off_unless_origins_are_configured() {
     let app = spawn_app().await;
-    let response = app
-        .send(
-            app.request(Method::GET, "/health")
-                .header("Origin", "https://app.example"),
-        )
-        .await;
+    let response = get_with_header(&app, "/health", "Origin", "https://app.example").await;
     assert_eq!(response.header("access-control-allow-origin"), None);
 }
 
 #[tokio::test]
 async fn configured_origins_get_cors_headers() {
     let app = spawn_app_with(|api| api.cors_origins = vec!["https://app.example".to_owned()]).await;
-    let response = app
-        .send(
-            app.request(Method::GET, "/health")
-                .header("Origin", "https://app.example"),
-        )
-        .await;
+    let response = get_with_header(&app, "/health", "Origin", "https://app.example").await;
     assert_eq!(
         response.header("access-control-allow-origin"),
         Some("https://app.example")
@@ -204,9 +193,7 @@ async fn configured_origins_get_cors_headers() {
 
 #[tokio::test]
 async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_body() {
-    let app = spawn_app().await;
-    let a = app.funded_account("5.00").await;
-    let b = app.funded_account("0").await;
+    let (app, [a, b]) = spawn_app_with_accounts(["5.00", "0"]).await;
     let transfer = app.transfer(&a, &b, json!("1.00")).await;
     let id = transfer.str("id");
     // The proof answers 422 until the final horizon passes the transfer;
@@ -269,12 +256,7 @@ async fn a_missing_docs_asset_is_a_not_found_problem() {
     app.get("/docs/nope.js")
         .await
         .expect_problem(404, "not_found");
-    let page = app
-        .client
-        .get(app.url("/docs/index.html"))
-        .send()
-        .await
-        .expect("an answer");
+    let page = app.get_unchecked("/docs/index.html").await;
     assert_eq!(page.status(), 200, "the assets that exist are served");
 }
 
@@ -289,14 +271,8 @@ async fn a_content_encoding_other_than_identity_is_an_unsupported_media_type() {
         ("x-unknown", "an unregistered coding"),
     ];
     for (coding, why) in cases {
-        let response = app
-            .send(
-                app.request(Method::POST, "/accounts")
-                    .header("content-type", "application/json")
-                    .header("content-encoding", coding)
-                    .body("{}"),
-            )
-            .await;
+        let request = json_text(&app, "{}").header("content-encoding", coding);
+        let response = app.send(request).await;
         response.expect_refusal(415, "unsupported_media_type", why);
         assert_eq!(
             response.header("accept-encoding"),
@@ -305,13 +281,7 @@ async fn a_content_encoding_other_than_identity_is_an_unsupported_media_type() {
         );
     }
     for coding in ["identity", "IDENTITY"] {
-        app.send(
-            app.request(Method::POST, "/accounts")
-                .header("content-type", "application/json")
-                .header("content-encoding", coding)
-                .body("{}"),
-        )
-        .await
-        .expect_status(201);
+        let request = json_text(&app, "{}").header("content-encoding", coding);
+        app.send(request).await.expect_status(201);
     }
 }

@@ -1,7 +1,7 @@
 //! POST /transfers, GET /transfers/{id}, deposits and withdrawals.
 
 use ledger_domain::Decimal;
-use ledger_testkit::service::{spawn_app, spawn_app_with};
+use ledger_testkit::service::{spawn_app, spawn_app_with, spawn_app_with_accounts};
 use serde_json::{json, Value};
 
 const USD_SYSTEM: &str = "00000000-0000-0000-0000-000000000840";
@@ -9,9 +9,7 @@ const MISSING: &str = "01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b";
 
 #[tokio::test]
 async fn a_transfer_moves_money_and_reports_both_balances_after_it() {
-    let app = spawn_app().await;
-    let source = app.funded_account("100.00").await;
-    let destination = app.funded_account("5").await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100.00", "5"]).await;
 
     let response = app
         .post(
@@ -58,9 +56,7 @@ async fn a_missing_transfer_is_not_found() {
 
 #[tokio::test]
 async fn transfer_is_rejected_when_funds_are_insufficient() {
-    let app = spawn_app().await;
-    let source = app.funded_account("10.00").await;
-    let destination = app.funded_account("0").await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["10.00", "0"]).await;
 
     let response = app.transfer(&source, &destination, json!("10.01")).await;
 
@@ -104,52 +100,23 @@ async fn a_missing_account_in_the_body_is_named() {
 
 #[tokio::test]
 async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
-    let app = spawn_app().await;
-    let source = app.funded_account("100").await;
-    let destination = app.funded_account("0").await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
+    // Between the two accounts; only the amount is wrong.
+    let amount =
+        |amount: Value| json!({ "source": source, "destination": destination, "amount": amount });
     let cases = [
+        (amount(json!("0")), "zero moves nothing"),
+        (amount(json!("-1")), "negative"),
+        (amount(json!(0)), "zero as a number"),
+        (amount(json!("0.001")), "a tenth of a cent"),
+        (amount(json!(0.001)), "a tenth of a cent as a number"),
+        (amount(json!("")), "empty string"),
+        (amount(json!(" 1")), "whitespace"),
+        (amount(json!("1,00")), "a comma"),
+        (amount(json!("Infinity")), "infinity"),
+        (amount(json!("2e2")), "exponent notation"),
         (
-            json!({ "source": source, "destination": destination, "amount": "0" }),
-            "zero moves nothing",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "-1" }),
-            "negative",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": 0 }),
-            "zero as a number",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "0.001" }),
-            "a tenth of a cent",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": 0.001 }),
-            "a tenth of a cent as a number",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "" }),
-            "empty string",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": " 1" }),
-            "whitespace",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "1,00" }),
-            "a comma",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "Infinity" }),
-            "infinity",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "2e2" }),
-            "exponent notation",
-        ),
-        (
-            json!({ "source": source, "destination": destination, "amount": "1000000000000.01" }),
+            amount(json!("1000000000000.01")),
             "above the configured maximum of 10^12",
         ),
         (
@@ -176,9 +143,7 @@ async fn transfers_that_break_a_rule_are_refused_with_the_reason() {
 
 #[tokio::test]
 async fn malformed_transfers_are_bad_requests() {
-    let app = spawn_app().await;
-    let a = app.funded_account("10").await;
-    let b = app.funded_account("0").await;
+    let (app, [a, b]) = spawn_app_with_accounts(["10", "0"]).await;
     let cases = [
         (
             json!({ "source": a, "destination": b }),
@@ -216,8 +181,7 @@ async fn malformed_transfers_are_bad_requests() {
 #[tokio::test]
 async fn the_maximum_amount_comes_from_the_configuration() {
     let app = spawn_app_with(|api| api.max_amount = Decimal::from(50)).await;
-    let source = app.funded_account("50").await;
-    let destination = app.funded_account("0").await;
+    let [source, destination] = app.funded_accounts(["50", "0"]).await;
 
     let over = app.transfer(&source, &destination, json!("50.01")).await;
     let at = app.transfer(&source, &destination, json!("50")).await;
@@ -229,9 +193,7 @@ async fn the_maximum_amount_comes_from_the_configuration() {
 
 #[tokio::test]
 async fn amounts_are_accepted_as_json_numbers_and_strings_exactly() {
-    let app = spawn_app().await;
-    let source = app.funded_account("100").await;
-    let destination = app.funded_account("0").await;
+    let (app, [source, destination]) = spawn_app_with_accounts(["100", "0"]).await;
 
     app.transfer(&source, &destination, json!(10))
         .await

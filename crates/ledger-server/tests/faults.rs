@@ -25,7 +25,7 @@ use ledger_domain::Decimal;
 use ledger_testkit::service::{
     authorized_client, http_client, open_accounts, short, LedgerProcess,
 };
-use ledger_testkit::{assert_invariants, Cluster, TestDatabase};
+use ledger_testkit::{assert_invariants, query_pairs, Cluster, TestDatabase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -711,20 +711,16 @@ async fn judge(
         twice.is_empty(),
         "logical transfers applied more than once: {twice:?}"
     );
-    let keys: HashMap<String, Option<Uuid>> = client
-        .query(
-            // Stored within the namespace of the API key that sent them:
-            // `<api key id>:<client key>`.
-            "select split_part(idempotency_key, ':', 2), transfer_id
-               from ledger.idempotency_keys
-              where split_part(idempotency_key, ':', 2) like $1 || '-%'",
-            &[&key_prefix],
-        )
-        .await
-        .expect("idempotency keys")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let keys: HashMap<String, Option<Uuid>> = query_pairs(
+        &client,
+        // Stored within the namespace of the API key that sent them:
+        // `<api key id>:<client key>`.
+        "select split_part(idempotency_key, ':', 2), transfer_id
+           from ledger.idempotency_keys
+          where split_part(idempotency_key, ':', 2) like $1 || '-%'",
+        &[&key_prefix],
+    )
+    .await;
     for transfer in &report.transfers {
         let logged = in_log.get(&transfer.key).map(Vec::as_slice).unwrap_or(&[]);
         match &transfer.outcome {
@@ -766,16 +762,12 @@ async fn judge(
         *expected.entry(transfer.source).or_default() -= amount;
         *expected.entry(transfer.destination).or_default() += amount;
     }
-    let balances: HashMap<Uuid, Decimal> = client
-        .query(
-            "select account_id, balance from ledger.account_balances where not is_system",
-            &[],
-        )
-        .await
-        .expect("balances")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let balances: HashMap<Uuid, Decimal> = query_pairs(
+        &client,
+        "select account_id, balance from ledger.account_balances where not is_system",
+        &[],
+    )
+    .await;
     assert_eq!(
         balances, expected,
         "balances differ from opening balances plus acknowledged transfers"

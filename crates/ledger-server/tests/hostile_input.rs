@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use ledger_domain::Decimal;
-use ledger_testkit::service::{open_accounts, short, spawn_process, TestApp};
+use ledger_testkit::service::{header_text, open_accounts, short, spawn_process, TestApp};
 use ledger_testkit::{assert_invariants, schema_shape, snapshot};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -119,13 +119,7 @@ impl Answer {
         let started = Instant::now();
         let response = request.send().await.expect("an answer");
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| header_text(response.headers(), name);
         let content_type = header("content-type");
         let replayed = header("idempotent-replayed").as_deref() == Some("true");
         let bytes = response.bytes().await.expect("a readable body");

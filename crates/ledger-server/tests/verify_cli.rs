@@ -1,9 +1,10 @@
 //! `ledger verify`: recomputes the journal and names the first row that
 //! disagrees, with its exit status.
 
+use std::fmt::Display;
 use std::process::Command;
 
-use ledger_testkit::{dec, open, TestDatabase};
+use ledger_testkit::{transfer_times, TestDatabase};
 
 fn run_verify(database: &TestDatabase) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ledger"))
@@ -16,70 +17,54 @@ fn run_verify(database: &TestDatabase) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Runs `ledger verify`, which must fail and name `rule` and the transfer
+/// `id` first; returns the report.
+fn assert_first_violation(database: &TestDatabase, rule: &str, id: impl Display) -> String {
+    let (ok, report) = run_verify(database);
+    assert!(!ok, "verify must fail: {report}");
+    let first = report.lines().nth(1).unwrap_or_default();
+    assert!(first.contains(rule), "{report}");
+    assert!(first.contains(&id.to_string()), "{report}");
+    report
+}
+
 #[tokio::test]
 async fn verify_passes_on_an_intact_ledger_and_names_a_tampered_row() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
-    let mut transfers = Vec::new();
-    for _ in 0..3 {
-        let amount = dec("1.00");
-        transfers.push(
-            ledger
-                .transfer(a, b, amount, None, None)
-                .await
-                .expect("transfer")
-                .value,
-        );
-    }
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
+    let transfers = transfer_times(&ledger, 3, a, b, "1.00").await;
 
     let (ok, report) = run_verify(&database);
     assert!(ok, "{report}");
     assert!(report.contains("violations: 0"), "{report}");
 
     let tampered = &transfers[1];
-    let client = database.connect().await.expect("connect");
-    client
-        .batch_execute(&format!(
-            "set session_replication_role = replica;
-             update ledger.transfers set source_balance_after = 1000
-              where transfer_id = '{}';",
-            tampered.id
-        ))
-        .await
-        .expect("tamper as superuser");
+    database
+        .edit_transfer(tampered.id, "source_balance_after = 1000")
+        .await;
 
-    let (ok, report) = run_verify(&database);
-    assert!(!ok, "verify must fail: {report}");
+    let report = assert_first_violation(&database, "hash_mismatch", tampered.id);
     let first = report.lines().nth(1).unwrap_or_default();
-    assert!(first.contains("hash_mismatch"), "{report}");
-    assert!(first.contains(&tampered.id.to_string()), "{report}");
     assert!(first.contains("seq 1"), "{report}");
 }
 
 #[tokio::test]
 async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_close() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let payer = open(&ledger, "10.00").await;
-    let emptied = open(&ledger, "0").await;
+    let (database, ledger, [payer, emptied]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     ledger.close_account(emptied, None).await.expect("close");
     let (ok, report) = run_verify(&database);
     assert!(ok, "{report}");
 
     // What the close protocol prevents, written past every guard: a
     // transfer into the closed account, dated after its close.
-    let client = database.connect().await.expect("connect");
-    client
-        .batch_execute(&format!(
-            "set session_replication_role = replica;
-             insert into ledger.transfers (source_account_id, source_seq, transfer_id,
+    database
+        .as_superuser(&format!(
+            "insert into ledger.transfers (source_account_id, source_seq, transfer_id,
                  destination_account_id, currency_code, amount, source_outgoing_total,
                  source_balance_after, source_is_system, created_at, row_hash)
              values ('{payer}', 0, gen_random_uuid(), '{emptied}', 'USD', 1.00,
                      1.00, 9.00, false, clock_timestamp(), sha256('forged'));"
         ))
-        .await
-        .expect("tamper as superuser");
+        .await;
 
     let (ok, report) = run_verify(&database);
     assert!(!ok, "verify must fail: {report}");
@@ -90,19 +75,9 @@ async fn verify_reports_a_closed_account_that_holds_money_or_moved_after_its_clo
 
 #[tokio::test]
 async fn verify_names_a_row_edited_with_its_chain_rebuilt_by_its_journal_leaf() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
-    let amount = dec("1.00");
-    let victim = ledger
-        .transfer(a, b, amount, None, None)
-        .await
-        .expect("transfer")
-        .value;
-    ledger
-        .transfer(a, b, amount, None, None)
-        .await
-        .expect("a later row of the chain");
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
+    // The victim and a later row of its chain.
+    let victim = &transfer_times(&ledger, 2, a, b, "1.00").await[0];
     // Make every row final and put it in the journal tree.
     let written = chrono::Utc::now();
     while ledger.advance_horizon().await.expect("horizon") <= Some(written) {
@@ -115,36 +90,10 @@ async fn verify_names_a_row_edited_with_its_chain_rebuilt_by_its_journal_leaf() 
 
     // Edited, and every hash of its chain recomputed: the chains agree
     // again, the journal tree does not.
-    let client = database.connect().await.expect("connect");
-    client
-        .batch_execute(&format!(
-            "set session_replication_role = replica;
-             update ledger.transfers set source_balance_after = 1000
-              where transfer_id = '{}';
-             update ledger.transfers t
-                set row_hash = sha256(
-                        coalesce((select p.row_hash from ledger.transfers p
-                                   where p.source_account_id = t.source_account_id
-                                     and p.source_seq = t.source_seq - 1),
-                                 decode(repeat('00', 32), 'hex'))
-                        || convert_to(ledger.transfer_encoding(t), 'UTF8'))
-              where t.source_account_id = '{a}' and t.source_seq = 0;
-             update ledger.transfers t
-                set row_hash = sha256(
-                        (select p.row_hash from ledger.transfers p
-                          where p.source_account_id = t.source_account_id
-                            and p.source_seq = 0)
-                        || convert_to(ledger.transfer_encoding(t), 'UTF8'))
-              where t.source_account_id = '{a}' and t.source_seq = 1;",
-            victim.id
-        ))
-        .await
-        .expect("tamper as superuser");
+    database
+        .edit_transfer_and_rechain(victim.id, "source_balance_after = 1000")
+        .await;
 
-    let (ok, report) = run_verify(&database);
-    assert!(!ok, "verify must fail: {report}");
-    let first = report.lines().nth(1).unwrap_or_default();
-    assert!(first.contains("journal_leaf_mismatch"), "{report}");
-    assert!(first.contains(&victim.id.to_string()), "{report}");
+    let report = assert_first_violation(&database, "journal_leaf_mismatch", victim.id);
     assert!(!report.contains("hash_mismatch"), "{report}");
 }

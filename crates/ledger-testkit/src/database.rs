@@ -12,7 +12,7 @@ use ledger_domain::{AccountId, Scope};
 use ledger_store::{Ledger, NewApiKey, StoreConfig};
 use tokio_postgres::NoTls;
 
-use crate::ledger::{snapshot, Snapshot};
+use crate::ledger::{open_many, snapshot, Snapshot};
 
 /// A database that exists for the lifetime of this value.
 pub struct TestDatabase {
@@ -104,6 +104,17 @@ impl TestDatabase {
         let database = Self::create().await.expect("a fresh test database");
         let ledger = database.ledger();
         (database, ledger)
+    }
+
+    /// A fresh database, a store on it, and one USD account per balance
+    /// (see [`crate::open_many`]):
+    /// `let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;`
+    pub async fn with_accounts<const N: usize>(
+        balances: [&str; N],
+    ) -> (Self, Ledger, [AccountId; N]) {
+        let (database, ledger) = Self::with_ledger().await;
+        let accounts = open_many(&ledger, balances).await;
+        (database, ledger, accounts)
     }
 
     /// What the ledger in this database looks like now (see [`Snapshot`]).

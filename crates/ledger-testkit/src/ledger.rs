@@ -3,8 +3,10 @@
 
 use std::str::FromStr;
 
-use ledger_domain::{AccountId, Currency, Decimal};
-use ledger_store::{Ledger, NewAccount, Transfer, VerifyReport};
+use ledger_domain::{AccountId, Currency, Decimal, IdempotencyKey};
+use ledger_store::{Ledger, NewAccount, Outcome, StoreError, Transfer, VerifyReport};
+use tokio::task::JoinHandle;
+use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::Client;
 
 use crate::TestDatabase;
@@ -27,6 +29,16 @@ pub fn eur() -> Currency {
 /// Opens a USD account holding `balance`.
 pub async fn open(ledger: &Ledger, balance: &str) -> AccountId {
     open_in(ledger, usd(), balance).await
+}
+
+/// Opens one USD account per balance, in order:
+/// `let [source, destination] = open_many(&ledger, ["10.00", "0"]).await;`
+pub async fn open_many<const N: usize>(ledger: &Ledger, balances: [&str; N]) -> [AccountId; N] {
+    let mut ids = Vec::with_capacity(N);
+    for balance in balances {
+        ids.push(open(ledger, balance).await);
+    }
+    ids.try_into().expect("one account per balance")
 }
 
 /// Opens an account in `currency` holding `balance`.
@@ -58,6 +70,83 @@ pub async fn transfer(
         .await
         .expect("the transfer succeeds")
         .value
+}
+
+/// Moves `amount` from `source` to `destination` `count` times, one
+/// transfer after the other (each must succeed); returns them in order.
+pub async fn transfer_times(
+    ledger: &Ledger,
+    count: usize,
+    source: AccountId,
+    destination: AccountId,
+    amount: &str,
+) -> Vec<Transfer> {
+    let mut transfers = Vec::with_capacity(count);
+    for _ in 0..count {
+        transfers.push(transfer(ledger, source, destination, amount).await);
+    }
+    transfers
+}
+
+/// Moves `amount` from `source` to `destination` under an idempotency
+/// `key`, and returns what the store answered (a first use, a replay or a
+/// refusal).
+pub async fn keyed_transfer(
+    ledger: &Ledger,
+    source: AccountId,
+    destination: AccountId,
+    amount: &str,
+    key: &IdempotencyKey,
+) -> Result<Outcome<Transfer>, StoreError> {
+    ledger
+        .transfer(source, destination, dec(amount), None, Some(key))
+        .await
+}
+
+/// Starts every task (the iterator may spawn them lazily), then awaits them
+/// all and adds up what each one counted.
+pub async fn total_of(tasks: impl IntoIterator<Item = JoinHandle<u32>>) -> u32 {
+    // Collect first, so that all the tasks run at once.
+    let tasks: Vec<_> = tasks.into_iter().collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("the task runs to its end");
+    }
+    total
+}
+
+/// Starts a transfer of `amount` on a task of its own, as one of many
+/// concurrent writers; the handle gives its outcome.
+pub fn spawn_transfer(
+    ledger: &Ledger,
+    source: AccountId,
+    destination: AccountId,
+    amount: &str,
+    key: Option<&IdempotencyKey>,
+) -> JoinHandle<Result<Outcome<Transfer>, StoreError>> {
+    let ledger = ledger.clone();
+    let amount = dec(amount);
+    let key = key.cloned();
+    tokio::spawn(async move {
+        ledger
+            .transfer(source, destination, amount, None, key.as_ref())
+            .await
+    })
+}
+
+/// An idempotency key from a literal.
+pub fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(text).expect("a valid idempotency key")
+}
+
+/// Whether the account is closed, read through the store.
+pub async fn is_closed(ledger: &Ledger, account: AccountId) -> bool {
+    ledger
+        .get_account(account)
+        .await
+        .expect("the account reads")
+        .closed_at
+        .is_some()
 }
 
 /// The account's current balance.
@@ -104,23 +193,40 @@ pub async fn snapshot(client: &Client) -> Snapshot {
         )
         .await
         .expect("counts");
-    let balances = client
-        .query(
-            "select account_id::text, balance::text from ledger.account_balances
-              order by account_id",
-            &[],
-        )
-        .await
-        .expect("balances")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let balances = query_pairs(
+        client,
+        "select account_id::text, balance::text from ledger.account_balances
+          order by account_id",
+        &[],
+    )
+    .await;
     Snapshot {
         transfers: counts.get(0),
         accounts: counts.get(1),
         idempotency_keys: counts.get(2),
         balances,
     }
+}
+
+/// Runs a query of two columns with plain SQL and collects its rows as
+/// pairs (into a `Vec`, a `HashMap`, …).
+pub async fn query_pairs<A, B, C>(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> C
+where
+    A: FromSqlOwned,
+    B: FromSqlOwned,
+    C: FromIterator<(A, B)>,
+{
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
 }
 
 /// A close of `account` in progress, made by hand: a transaction that has

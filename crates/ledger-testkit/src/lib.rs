@@ -4,6 +4,8 @@
 //!    migrated PostgreSQL database, dropped when the test ends (also when it
 //!    panics), with the helpers that arrange and judge a ledger through the
 //!    store ([`open`], [`balance`], [`assert_invariants`], [`Snapshot`], …).
+//!    It also plays the superuser who tampers with the log past its
+//!    triggers ([`TestDatabase::edit_transfer`]), whom `verify` must catch.
 //!    A test that must stop PostgreSQL itself starts a [`Cluster`] of its
 //!    own and creates its database there ([`TestDatabase::create_on`]).
 //! 2. **A running service** ([`service`], feature `service`): the real
@@ -37,10 +39,12 @@ mod database;
 mod ledger;
 #[cfg(feature = "service")]
 pub mod service;
+mod tamper;
 
 pub use cluster::Cluster;
 pub use database::{admin_url, connect, TestDatabase};
 pub use ledger::{
-    assert_invariants, balance, close_in_progress, dec, eur, open, open_in, schema_shape, snapshot,
-    transfer, usd, Snapshot,
+    assert_invariants, balance, close_in_progress, dec, eur, is_closed, key, keyed_transfer, open,
+    open_in, open_many, query_pairs, schema_shape, snapshot, spawn_transfer, total_of, transfer,
+    transfer_times, usd, Snapshot,
 };

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use ledger_testkit::service::header_text;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -335,13 +336,7 @@ impl Writer {
             Err(err) => return (AttemptResult::Transport(error_chain(&err)), None),
         };
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| header_text(response.headers(), name);
         let retry_after = header("retry-after").is_some();
         let replayed = header("idempotent-replayed").as_deref() == Some("true");
         let content_type = header("content-type");

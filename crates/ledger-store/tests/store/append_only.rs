@@ -65,9 +65,7 @@ fn insert_transfer(
 
 #[tokio::test]
 async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let euro = open_in(&ledger, eur(), "1.00").await;
     let closed = open(&ledger, "0").await;
     ledger.close_account(closed, None).await.expect("close");

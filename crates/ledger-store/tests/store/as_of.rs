@@ -73,9 +73,7 @@ async fn balances_as_of_past_times_are_the_balances_then() {
 
 #[tokio::test]
 async fn a_final_answer_never_changes() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let account = open(&ledger, "100.00").await;
-    let other = open(&ledger, "0").await;
+    let (_database, ledger, [account, other]) = TestDatabase::with_accounts(["100.00", "0"]).await;
     transfer(&ledger, account, other, "10.00").await;
     let asked_at = db_now(&ledger, account).await;
 
@@ -97,9 +95,8 @@ async fn a_final_answer_never_changes() {
 
 #[tokio::test]
 async fn an_answer_is_not_final_while_a_transaction_that_could_change_it_is_in_flight() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "50.00").await;
-    let destination = open(&ledger, "0").await;
+    let (database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["50.00", "0"]).await;
 
     // A slow writer: its row is stamped now, but commits later.
     let mut slow = database.connect().await.expect("connect");

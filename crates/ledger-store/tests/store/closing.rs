@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use ledger_domain::{AccountId, DomainError, IdempotencyKey};
+use ledger_domain::{AccountId, DomainError};
 use ledger_store::{Ledger, StoreError};
 use rand::Rng;
 
-use ledger_testkit::{assert_invariants, balance, close_in_progress, dec, open, TestDatabase};
+use ledger_testkit::{
+    assert_invariants, balance, close_in_progress, dec, is_closed, key, open, TestDatabase,
+};
 
 /// Rounds of the stress test; `LEDGER_CLOSE_STRESS_ROUNDS` overrides.
 fn stress_rounds() -> usize {
@@ -203,10 +205,8 @@ async fn a_close_abandoned_at_any_point_leaves_the_account_open() {
 
 #[tokio::test]
 async fn a_close_refused_for_a_reused_idempotency_key_leaves_its_account_open() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let first = open(&ledger, "0").await;
-    let second = open(&ledger, "0").await;
-    let key = IdempotencyKey::parse("close-once").expect("key");
+    let (_database, ledger, [first, second]) = TestDatabase::with_accounts(["0", "0"]).await;
+    let key = key("close-once");
 
     let (a, b) = tokio::join!(
         ledger.close_account(first, Some(&key)),
@@ -217,18 +217,8 @@ async fn a_close_refused_for_a_reused_idempotency_key_leaves_its_account_open() 
         (Err(_), Ok(_)) => (second, first),
         other => panic!("exactly one close may use the key: {other:?}"),
     };
-    assert!(ledger
-        .get_account(winner)
-        .await
-        .expect("read")
-        .closed_at
-        .is_some());
-    assert!(ledger
-        .get_account(loser)
-        .await
-        .expect("read")
-        .closed_at
-        .is_none());
+    assert!(is_closed(&ledger, winner).await);
+    assert!(!is_closed(&ledger, loser).await);
     ledger
         .deposit(loser, dec("1.00"), None, None)
         .await

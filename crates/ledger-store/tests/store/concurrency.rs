@@ -8,23 +8,18 @@ use ledger_domain::DomainError;
 use ledger_store::StoreError;
 use rand::{Rng, SeedableRng};
 
-use ledger_testkit::{assert_invariants, balance, dec, open, open_in, TestDatabase};
+use ledger_testkit::{
+    assert_invariants, balance, dec, open, open_in, open_many, spawn_transfer, total_of,
+    TestDatabase,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sequence_numbers_are_gap_free_from_zero_under_64_concurrent_writers() {
     let (_database, ledger) = TestDatabase::with_ledger().await;
     let ledger = ledger;
-    let source = open(&ledger, "1000.00").await;
-    let destination = open(&ledger, "0").await;
+    let [source, destination] = open_many(&ledger, ["1000.00", "0"]).await;
 
-    let writers = (0..64).map(|_| {
-        let ledger = ledger.clone();
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec("1.00"), None, None)
-                .await
-        })
-    });
+    let writers = (0..64).map(|_| spawn_transfer(&ledger, source, destination, "1.00", None));
     let results = join_all(writers).await;
 
     let mut sequences: Vec<i64> = results
@@ -67,19 +62,12 @@ async fn concurrent_withdrawals_beyond_the_balance_never_overdraw() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn opposite_transfers_between_two_accounts_all_succeed_without_deadlock() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "500.00").await;
-    let b = open(&ledger, "500.00").await;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["500.00", "500.00"]).await;
 
     let started = Instant::now();
     let transfers = (0..200).map(|i| {
-        let ledger = ledger.clone();
         let (source, destination) = if i % 2 == 0 { (a, b) } else { (b, a) };
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec("1.00"), None, None)
-                .await
-        })
+        spawn_transfer(&ledger, source, destination, "1.00", None)
     });
     let results = tokio::time::timeout(Duration::from_secs(30), join_all(transfers))
         .await
@@ -157,11 +145,7 @@ async fn random_stress_keeps_every_currency_summing_to_zero() {
             applied
         })
     });
-    let applied: u32 = join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.expect("task"))
-        .sum();
+    let applied = total_of(tasks).await;
     ticker.abort();
 
     assert!(applied > 1_000, "only {applied} postings applied");

@@ -1,9 +1,9 @@
 //! Every domain error, and the ledger unchanged after each.
 
-use ledger_domain::{AccountId, Currency, DomainError, IdempotencyKey, TransferId};
+use ledger_domain::{AccountId, Currency, DomainError, TransferId};
 use ledger_store::{NewAccount, StoreError};
 
-use ledger_testkit::{dec, open, open_in, usd, TestDatabase};
+use ledger_testkit::{dec, key, keyed_transfer, open_in, usd, TestDatabase};
 
 /// A request to open a USD account.
 fn usd_account(id: Option<AccountId>, initial_balance: Option<&str>) -> NewAccount {
@@ -24,15 +24,12 @@ fn domain(result: Result<impl std::fmt::Debug, StoreError>) -> DomainError {
 
 #[tokio::test]
 async fn each_refused_operation_names_its_reason_and_changes_nothing() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let rich = open(&ledger, "100.00").await;
-    let poor = open(&ledger, "1.00").await;
-    let empty = open(&ledger, "0").await;
+    let (database, ledger, [rich, poor, empty]) =
+        TestDatabase::with_accounts(["100.00", "1.00", "0"]).await;
     let euro = open_in(&ledger, Currency::parse("EUR").expect("EUR"), "5.00").await;
     let missing = AccountId::generate();
-    let key = IdempotencyKey::parse("key-1").expect("key");
-    ledger
-        .transfer(rich, poor, dec("1.00"), None, Some(&key))
+    let key = key("key-1");
+    keyed_transfer(&ledger, rich, poor, "1.00", &key)
         .await
         .expect("first use of the key");
     let before = database.snapshot().await;
@@ -140,11 +137,7 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
         DomainError::SystemAccount(system)
     );
     assert_eq!(
-        domain(
-            ledger
-                .transfer(rich, poor, dec("2.00"), None, Some(&key))
-                .await
-        ),
+        domain(keyed_transfer(&ledger, rich, poor, "2.00", &key).await),
         DomainError::IdempotencyKeyReused,
         "same key, different amount"
     );
@@ -154,9 +147,8 @@ async fn each_refused_operation_names_its_reason_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_closed_account_accepts_no_transfers_in_either_direction() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let open_account = open(&ledger, "10.00").await;
-    let closed = open(&ledger, "0").await;
+    let (database, ledger, [open_account, closed]) =
+        TestDatabase::with_accounts(["10.00", "0"]).await;
     ledger.close_account(closed, None).await.expect("close");
     let before = database.snapshot().await;
 

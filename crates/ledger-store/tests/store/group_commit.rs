@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use ledger_domain::{AccountId, DomainError, IdempotencyKey};
-use ledger_store::{Ledger, NewAccount, StoreError};
+use ledger_store::{Ledger, NewAccount, Outcome, StoreError, Transfer};
 
-use ledger_testkit::{assert_invariants, balance, dec, open, usd, TestDatabase};
+use ledger_testkit::{
+    assert_invariants, balance, dec, key, keyed_transfer, open, open_many, spawn_transfer, usd,
+    TestDatabase,
+};
 
 /// Makes every insert into `account` wait `seconds` in the database, so that
 /// the writes behind it in its source's queue form one group.
@@ -49,20 +52,19 @@ async fn refuse_transfers_into(database: &TestDatabase, account: AccountId) {
         .expect("refusal trigger");
 }
 
-/// Starts a transfer of 1.00 from `source` into the held-up account and
-/// gives it time to reach the database, where it holds its source's leader.
-async fn start_held_up_transfer(
+/// Holds `source` up: makes every insert into `held_up` wait `seconds` in
+/// the database, starts a transfer of 1.00 from `source` into it, and gives
+/// that time to reach the database, where it holds its source's leader. The
+/// writes out of `source` that follow queue behind it and form one group.
+async fn hold_up_source(
+    database: &TestDatabase,
     ledger: &Ledger,
     source: AccountId,
     held_up: AccountId,
-) -> tokio::task::JoinHandle<Result<(), StoreError>> {
-    let ledger = ledger.clone();
-    let handle = tokio::spawn(async move {
-        ledger
-            .transfer(source, held_up, dec("1.00"), None, None)
-            .await
-            .map(drop)
-    });
+    seconds: f64,
+) -> tokio::task::JoinHandle<Result<Outcome<Transfer>, StoreError>> {
+    hold_up_transfers_into(database, held_up, seconds).await;
+    let handle = spawn_transfer(ledger, source, held_up, "1.00", None);
     tokio::time::sleep(Duration::from_millis(100)).await;
     handle
 }
@@ -84,15 +86,8 @@ async fn sixty_four_writers_out_of_one_source_are_grouped_without_a_service_erro
     let source = open(&ledger, "1000.00").await;
     let destinations = [open(&ledger, "0").await, open(&ledger, "0").await];
 
-    let writers = (0..64).map(|i| {
-        let ledger = ledger.clone();
-        let destination = destinations[i % 2];
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec("1.00"), None, None)
-                .await
-        })
-    });
+    let writers =
+        (0..64).map(|i| spawn_transfer(&ledger, source, destinations[i % 2], "1.00", None));
     let results = join_all(writers).await;
 
     let mut sequences = Vec::new();
@@ -114,23 +109,13 @@ async fn sixty_four_writers_out_of_one_source_are_grouped_without_a_service_erro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leg_that_would_overdraw_fails_alone_and_the_rest_of_its_group_applies() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "11.00").await;
-    let held_up = open(&ledger, "0").await;
-    let destination = open(&ledger, "0").await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
+    let (database, ledger, [source, held_up, destination]) =
+        TestDatabase::with_accounts(["11.00", "0", "0"]).await;
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
     // Queued behind it: 4 × 1.00 that fit and one 100.00 that does not.
     let amounts = ["1.00", "1.00", "100.00", "1.00", "1.00"];
-    let legs = amounts.map(|amount| {
-        let ledger = ledger.clone();
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec(amount), None, None)
-                .await
-        })
-    });
+    let legs = amounts.map(|amount| spawn_transfer(&ledger, source, destination, amount, None));
     let results = join_all(legs).await;
     first.await.expect("task").expect("the held-up transfer");
 
@@ -155,24 +140,13 @@ async fn a_leg_that_would_overdraw_fails_alone_and_the_rest_of_its_group_applies
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "100.00").await;
-    let held_up = open(&ledger, "0").await;
-    let refusing = open(&ledger, "0").await;
-    let destination = open(&ledger, "0").await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
+    let (database, ledger, [source, held_up, refusing, destination]) =
+        TestDatabase::with_accounts(["100.00", "0", "0", "0"]).await;
     refuse_transfers_into(&database, refusing).await;
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
     let targets = [destination, destination, refusing, destination, destination];
-    let legs = targets.map(|target| {
-        let ledger = ledger.clone();
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, target, dec("1.00"), None, None)
-                .await
-        })
-    });
+    let legs = targets.map(|target| spawn_transfer(&ledger, source, target, "1.00", None));
     let results = join_all(legs).await;
     first.await.expect("task").expect("the held-up transfer");
 
@@ -196,23 +170,12 @@ async fn a_database_refusal_inside_a_group_fails_only_its_own_leg() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "100.00").await;
-    let held_up = open(&ledger, "0").await;
-    let destination = open(&ledger, "0").await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
-    let key = IdempotencyKey::parse("same-key-twice").expect("key");
+    let (database, ledger, [source, held_up, destination]) =
+        TestDatabase::with_accounts(["100.00", "0", "0"]).await;
+    let key = key("same-key-twice");
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
-    let legs = (0..2).map(|_| {
-        let ledger = ledger.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec("5.00"), None, Some(&key))
-                .await
-        })
-    });
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
+    let legs = (0..2).map(|_| spawn_transfer(&ledger, source, destination, "5.00", Some(&key)));
     let results: Vec<_> = join_all(legs)
         .await
         .into_iter()
@@ -233,31 +196,13 @@ async fn two_legs_with_one_idempotency_key_in_one_group_apply_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_keyed_leg_refused_inside_a_group_leaves_no_key_behind() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "10.00").await;
-    let held_up = open(&ledger, "0").await;
-    let destination = open(&ledger, "0").await;
-    hold_up_transfers_into(&database, held_up, 0.5).await;
-    let key = IdempotencyKey::parse("too-much-for-now").expect("key");
+    let (database, ledger, [source, held_up, destination]) =
+        TestDatabase::with_accounts(["10.00", "0", "0"]).await;
+    let key = key("too-much-for-now");
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
-    let too_much = {
-        let ledger = ledger.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec("50.00"), None, Some(&key))
-                .await
-        })
-    };
-    let fits = {
-        let ledger = ledger.clone();
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec("2.00"), None, None)
-                .await
-        })
-    };
+    let first = hold_up_source(&database, &ledger, source, held_up, 0.5).await;
+    let too_much = spawn_transfer(&ledger, source, destination, "50.00", Some(&key));
+    let fits = spawn_transfer(&ledger, source, destination, "2.00", None);
     let refused = too_much.await.expect("task");
     fits.await.expect("task").expect("the leg that fits");
     first.await.expect("task").expect("the held-up transfer");
@@ -275,8 +220,7 @@ async fn a_keyed_leg_refused_inside_a_group_leaves_no_key_behind() {
         .deposit(source, dec("100.00"), None, None)
         .await
         .expect("deposit");
-    let retried = ledger
-        .transfer(source, destination, dec("50.00"), None, Some(&key))
+    let retried = keyed_transfer(&ledger, source, destination, "50.00", &key)
         .await
         .expect("the retried transfer");
     assert!(!retried.replayed);
@@ -291,12 +235,9 @@ async fn a_full_queue_answers_unavailable_at_once() {
         config.source_queue_max_legs = 2;
         config.group_max_legs = 1;
     });
-    let source = open(&ledger, "100.00").await;
-    let held_up = open(&ledger, "0").await;
-    let destination = open(&ledger, "0").await;
-    hold_up_transfers_into(&database, held_up, 1.0).await;
+    let [source, held_up, destination] = open_many(&ledger, ["100.00", "0", "0"]).await;
 
-    let first = start_held_up_transfer(&ledger, source, held_up).await;
+    let first = hold_up_source(&database, &ledger, source, held_up, 1.0).await;
     let writers = (0..20).map(|_| {
         let ledger = ledger.clone();
         tokio::spawn(async move {

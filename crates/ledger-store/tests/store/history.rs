@@ -3,13 +3,12 @@
 use chrono::{DateTime, Utc};
 use ledger_store::{Direction, HistoryQuery};
 
-use ledger_testkit::{dec, open, transfer, TestDatabase};
+use ledger_testkit::{dec, transfer, TestDatabase};
 
 #[tokio::test]
 async fn history_lists_both_directions_newest_first_page_by_page() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let account = open(&ledger, "10.00").await;
-    let other = open(&ledger, "10.00").await;
+    let (_database, ledger, [account, other]) =
+        TestDatabase::with_accounts(["10.00", "10.00"]).await;
     for i in 0..5 {
         let amount = dec(&format!("{}.00", i + 1));
         if i % 2 == 0 {
@@ -63,9 +62,7 @@ async fn history_lists_both_directions_newest_first_page_by_page() {
 
 #[tokio::test]
 async fn history_can_be_limited_to_a_time_window() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let account = open(&ledger, "10.00").await;
-    let other = open(&ledger, "0").await;
+    let (_database, ledger, [account, other]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let first = transfer(&ledger, account, other, "1.00").await;
     let second = transfer(&ledger, account, other, "2.00").await;
     transfer(&ledger, account, other, "3.00").await;

@@ -1,25 +1,22 @@
 //! A retried write with the same idempotency key is applied once.
 
 use futures::future::join_all;
-use ledger_domain::{Currency, DomainError, IdempotencyKey};
+use ledger_domain::{Currency, DomainError};
 use ledger_store::{NewAccount, StoreError};
 
-use ledger_testkit::{balance, dec, open, TestDatabase};
+use ledger_testkit::{balance, dec, key, keyed_transfer, spawn_transfer, TestDatabase};
 
 #[tokio::test]
 async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "10.00").await;
-    let destination = open(&ledger, "0").await;
-    let key = IdempotencyKey::parse("payment-42").expect("key");
+    let (database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["10.00", "0"]).await;
+    let key = key("payment-42");
 
-    let first = ledger
-        .transfer(source, destination, dec("3.00"), None, Some(&key))
+    let first = keyed_transfer(&ledger, source, destination, "3.00", &key)
         .await
         .expect("first");
     let after_first = database.snapshot().await;
-    let second = ledger
-        .transfer(source, destination, dec("3.0"), None, Some(&key))
+    let second = keyed_transfer(&ledger, source, destination, "3.0", &key)
         .await
         .expect("replay");
 
@@ -32,19 +29,15 @@ async fn the_same_key_and_request_return_the_original_transfer_applied_once() {
 
 #[tokio::test]
 async fn the_same_key_with_a_different_request_is_refused() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "10.00").await;
-    let destination = open(&ledger, "0").await;
-    let key = IdempotencyKey::parse("payment-43").expect("key");
-    ledger
-        .transfer(source, destination, dec("3.00"), None, Some(&key))
+    let (database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["10.00", "0"]).await;
+    let key = key("payment-43");
+    keyed_transfer(&ledger, source, destination, "3.00", &key)
         .await
         .expect("first");
     let before = database.snapshot().await;
 
-    let different_amount = ledger
-        .transfer(source, destination, dec("4.00"), None, Some(&key))
-        .await;
+    let different_amount = keyed_transfer(&ledger, source, destination, "4.00", &key).await;
     let different_operation = ledger
         .deposit(destination, dec("3.00"), None, Some(&key))
         .await;
@@ -60,20 +53,12 @@ async fn the_same_key_with_a_different_request_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_with_one_key_apply_once() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "100.00").await;
-    let destination = open(&ledger, "0").await;
-    let key = IdempotencyKey::parse("retry-storm").expect("key");
+    let (_database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["100.00", "0"]).await;
+    let key = key("retry-storm");
 
-    let attempts = (0..16).map(|_| {
-        let ledger = ledger.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            ledger
-                .transfer(source, destination, dec("7.00"), None, Some(&key))
-                .await
-        })
-    });
+    let attempts =
+        (0..16).map(|_| spawn_transfer(&ledger, source, destination, "7.00", Some(&key)));
     let mut ids = Vec::new();
     for result in join_all(attempts).await {
         match result.expect("task") {
@@ -95,7 +80,7 @@ async fn concurrent_retries_with_one_key_apply_once() {
 #[tokio::test]
 async fn opening_an_account_with_a_key_twice_opens_it_once() {
     let (database, ledger) = TestDatabase::with_ledger().await;
-    let key = IdempotencyKey::parse("open-1").expect("key");
+    let key = key("open-1");
     let request = || NewAccount {
         id: None,
         currency: Currency::parse("GBP").expect("GBP"),

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use ledger_domain::journal::{leaf_hash, merkle_root, Hash, TreeSizes};
 use ledger_domain::AccountId;
-use ledger_store::{BatchLeg, Ledger, Transfer};
-use ledger_testkit::{dec, open, transfer, TestDatabase};
+use ledger_store::{BatchLeg, ConsistencyProof, Digest, Ledger};
+use ledger_testkit::{dec, open_many, transfer, transfer_times, TestDatabase};
+
+/// The tamperer's edit: a note in the metadata.
+const EDITED: &str = r#"metadata = '{"note": "edited"}'"#;
 
 async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
     let now = ledger
@@ -26,9 +29,7 @@ async fn final_now(ledger: &Ledger) -> chrono::DateTime<chrono::Utc> {
 
 #[tokio::test]
 async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     for _ in 0..5 {
         transfer(&ledger, a, b, "1.00").await;
     }
@@ -49,26 +50,12 @@ async fn verify_finds_nothing_wrong_with_an_untouched_ledger() {
 
 #[tokio::test]
 async fn verify_names_the_row_a_superuser_tampered_with() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
-    let mut transfers = Vec::new();
-    for _ in 0..4 {
-        transfers.push(transfer(&ledger, a, b, "1.00").await);
-    }
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
+    let transfers = transfer_times(&ledger, 4, a, b, "1.00").await;
     let target = &transfers[2];
 
     // Bypass the append-only triggers, as only a superuser can.
-    let client = database.connect().await.expect("connect");
-    client
-        .batch_execute(&format!(
-            "set session_replication_role = replica;
-             update ledger.transfers set metadata = '{{\"note\": \"edited\"}}'
-              where transfer_id = '{}';",
-            target.id
-        ))
-        .await
-        .expect("tamper");
+    database.edit_transfer(target.id, EDITED).await;
 
     let report = ledger.verify().await.expect("verify");
 
@@ -83,19 +70,9 @@ async fn verify_names_the_row_a_superuser_tampered_with() {
 
 #[tokio::test]
 async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let transfer = transfer(&ledger, a, b, "4.00").await;
-    let client = database.connect().await.expect("connect");
-    client
-        .batch_execute(&format!(
-            "set session_replication_role = replica;
-             update ledger.transfers set amount = 3.00 where transfer_id = '{}';",
-            transfer.id
-        ))
-        .await
-        .expect("tamper");
+    database.edit_transfer(transfer.id, "amount = 3.00").await;
 
     let report = ledger.verify().await.expect("verify");
 
@@ -111,10 +88,7 @@ async fn verify_reports_a_changed_amount_as_a_broken_total_hash_and_balance() {
 
 #[tokio::test]
 async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
-    let c = open(&ledger, "3.00").await;
+    let (_database, ledger, [a, b, c]) = TestDatabase::with_accounts(["10.00", "0", "3.00"]).await;
     let proven = transfer(&ledger, a, b, "2.00").await;
     transfer(&ledger, a, c, "1.00").await;
     transfer(&ledger, c, b, "1.00").await;
@@ -151,9 +125,7 @@ async fn a_proof_checks_a_transfer_against_a_stored_digest_that_never_changes() 
 
 #[tokio::test]
 async fn the_rust_encoding_matches_the_database_encoding() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     let metadata = ledger_domain::Metadata::parse(serde_json::json!({"b": [1, 2.50], "a": "x|y"}))
         .expect("metadata");
     let transfer = ledger
@@ -191,8 +163,7 @@ async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
         config.pool_size = 4;
         config.acquire_timeout = Duration::from_millis(500);
     });
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
+    let [a, b] = open_many(&ledger, ["10.00", "0"]).await;
     let proven = transfer(&ledger, a, b, "1.00").await;
     let at = final_now(&ledger).await;
 
@@ -216,6 +187,18 @@ async fn a_burst_of_proofs_never_exhausts_the_pool_for_other_requests() {
         read.expect("task")
             .expect("reads are served beside the proofs");
     }
+}
+
+/// The digest once every row so far is final, and the consistency proof
+/// that it extends `stored`.
+async fn extension_of(ledger: &Ledger, stored: &Digest) -> (Digest, ConsistencyProof) {
+    final_now(ledger).await;
+    let later = ledger.digest(None).await.expect("digest");
+    let proof = ledger
+        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
+        .await
+        .expect("consistency");
+    (later, proof)
 }
 
 /// `count` transfers of 0.01 from `a` to `b`, in batches of at most 1,000.
@@ -257,48 +240,9 @@ async fn leaves_from_rows(database: &TestDatabase) -> Vec<Hash> {
         .collect()
 }
 
-/// Edits a row's metadata as a superuser (triggers off) and, like a
-/// careful tamperer, recomputes its hash and every later hash of its chain.
-async fn tamper_and_rechain(database: &TestDatabase, victim: &Transfer) {
-    let client = database.connect().await.expect("connect");
-    client
-        .batch_execute(&format!(
-            "set session_replication_role = replica;
-             update ledger.transfers set metadata = '{{\"note\": \"edited\"}}'
-              where transfer_id = '{id}';
-             do $$
-             declare
-                 r record;
-                 previous bytea;
-             begin
-                 for r in select * from ledger.transfers
-                           where source_account_id = '{source}' and source_seq >= {seq}
-                           order by source_seq loop
-                     previous := coalesce(
-                         (select p.row_hash from ledger.transfers p
-                           where p.source_account_id = r.source_account_id
-                             and p.source_seq = r.source_seq - 1),
-                         decode(repeat('00', 32), 'hex'));
-                     update ledger.transfers t
-                        set row_hash = sha256(previous || convert_to(ledger.transfer_encoding(t), 'UTF8'))
-                      where t.source_account_id = r.source_account_id
-                        and t.source_seq = r.source_seq;
-                 end loop;
-             end;
-             $$;",
-            id = victim.id,
-            source = victim.source,
-            seq = victim.source_seq,
-        ))
-        .await
-        .expect("tamper as superuser");
-}
-
 #[tokio::test]
 async fn the_tree_built_from_stored_nodes_is_the_tree_of_the_rows_in_order() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "100.00").await;
-    let b = open(&ledger, "0").await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["100.00", "0"]).await;
     // Enough rows for stored nodes at levels 6 to 8, in batches whose rows
     // share a created_at (ordered by seq) and single transfers between.
     many_transfers(&ledger, a, b, 300).await;
@@ -342,25 +286,14 @@ async fn the_tree_built_from_stored_nodes_is_the_tree_of_the_rows_in_order() {
 
 #[tokio::test]
 async fn a_later_digest_extends_an_earlier_one_and_the_proof_stays_small() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "1000.00").await;
-    let b = open(&ledger, "0").await;
-    let first = ledger
-        .transfer(a, b, dec("1.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["1000.00", "0"]).await;
+    let first = transfer(&ledger, a, b, "1.00").await;
     let at = final_now(&ledger).await;
     let stored = ledger.digest(Some(at)).await.expect("digest");
     let early = ledger.proof(first.id, None).await.expect("proof");
 
     many_transfers(&ledger, a, b, 2_000).await;
-    final_now(&ledger).await;
-    let later = ledger.digest(None).await.expect("digest");
-    let proof = ledger
-        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
-        .await
-        .expect("consistency");
+    let (later, proof) = extension_of(&ledger, &stored).await;
 
     assert_eq!(later.tree_size, stored.tree_size + 2_000);
     assert!(proof.verify(&stored.root));
@@ -389,24 +322,13 @@ async fn a_later_digest_extends_an_earlier_one_and_the_proof_stays_small() {
 
 #[tokio::test]
 async fn a_row_edited_with_its_chain_rebuilt_is_named_by_verify_and_fails_its_proof() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
-    let mut transfers = Vec::new();
-    for _ in 0..4 {
-        transfers.push(
-            ledger
-                .transfer(a, b, dec("1.00"), None, None)
-                .await
-                .expect("transfer")
-                .value,
-        );
-    }
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
+    let transfers = transfer_times(&ledger, 4, a, b, "1.00").await;
     let at = final_now(&ledger).await;
     let stored = ledger.digest(Some(at)).await.expect("digest");
     let victim = &transfers[1];
 
-    tamper_and_rechain(&database, victim).await;
+    database.edit_transfer_and_rechain(victim.id, EDITED).await;
 
     let report = ledger.verify().await.expect("verify");
     let first = report.violations.first().expect("a violation");
@@ -433,36 +355,19 @@ async fn a_row_edited_with_its_chain_rebuilt_is_named_by_verify_and_fails_its_pr
 
 #[tokio::test]
 async fn a_rebuilt_tree_fails_the_consistency_proof_from_a_digest_stored_before() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "100.00").await;
-    let b = open(&ledger, "0").await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["100.00", "0"]).await;
     many_transfers(&ledger, a, b, 100).await;
-    let victim = ledger
-        .transfer(a, b, dec("1.00"), None, None)
-        .await
-        .expect("transfer")
-        .value;
+    let victim = transfer(&ledger, a, b, "1.00").await;
     final_now(&ledger).await;
     let stored = ledger.digest(None).await.expect("digest");
     many_transfers(&ledger, a, b, 100).await;
 
     // The tamperer edits a row, rebuilds its chain and the whole tree.
-    tamper_and_rechain(&database, &victim).await;
-    let client = database.connect().await.expect("connect");
-    client
-        .batch_execute(
-            "set session_replication_role = replica;
-             delete from ledger.journal_leaves;
-             delete from ledger.journal_nodes;",
-        )
-        .await
-        .expect("drop the tree as superuser");
-    final_now(&ledger).await;
-    let later = ledger.digest(None).await.expect("digest");
-    let proof = ledger
-        .consistency(TreeSizes::new(stored.tree_size, later.tree_size).expect("sizes"))
-        .await
-        .expect("consistency");
+    database.edit_transfer_and_rechain(victim.id, EDITED).await;
+    database
+        .as_superuser("delete from ledger.journal_leaves; delete from ledger.journal_nodes;")
+        .await;
+    let (_later, proof) = extension_of(&ledger, &stored).await;
 
     assert_ne!(proof.first.root, stored.root, "the old tree was rewritten");
     assert!(!proof.verify(&stored.root));
@@ -473,9 +378,7 @@ async fn a_rebuilt_tree_fails_the_consistency_proof_from_a_digest_stored_before(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sequencers_racing_each_other_and_the_writers_build_one_tree() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "100.00").await;
-    let b = open(&ledger, "100.00").await;
+    let (_database, ledger, [a, b]) = TestDatabase::with_accounts(["100.00", "100.00"]).await;
     let writers = [(a, b), (b, a)].map(|(from, to)| {
         let ledger = ledger.clone();
         tokio::spawn(async move {
@@ -510,9 +413,7 @@ async fn sequencers_racing_each_other_and_the_writers_build_one_tree() {
 
 #[tokio::test]
 async fn plain_sql_leaves_that_break_the_tree_are_refused_by_name() {
-    let (database, ledger) = TestDatabase::with_ledger().await;
-    let a = open(&ledger, "10.00").await;
-    let b = open(&ledger, "0").await;
+    let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
     final_now(&ledger).await;
     ledger.sequence_journal().await.expect("sequence");
     let late = ledger

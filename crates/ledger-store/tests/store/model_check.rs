@@ -11,13 +11,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::future::join_all;
 use ledger_domain::{AccountId, Decimal, DomainError};
 use ledger_store::StoreError;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use ledger_testkit::{assert_invariants, open, TestDatabase};
+use ledger_testkit::{assert_invariants, open, total_of, TestDatabase};
 
 /// Withdraws whatever the account holds, then closes it: both may lose to
 /// concurrent operations, which is the point.
@@ -84,11 +83,7 @@ async fn interleaved_operations_equal_a_replay_of_the_log() {
             accepted
         })
     });
-    let accepted: u32 = join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.expect("task"))
-        .sum();
+    let accepted = total_of(tasks).await;
     ticker.abort();
     assert!(accepted > 200, "only {accepted} operations were accepted");
 

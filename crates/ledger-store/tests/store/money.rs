@@ -7,9 +7,8 @@ use ledger_testkit::{assert_invariants, balance, dec, open, open_in, transfer, T
 
 #[tokio::test]
 async fn ten_transfers_of_a_tenth_move_exactly_one() {
-    let (_database, ledger) = TestDatabase::with_ledger().await;
-    let source = open(&ledger, "1.00").await;
-    let destination = open(&ledger, "0").await;
+    let (_database, ledger, [source, destination]) =
+        TestDatabase::with_accounts(["1.00", "0"]).await;
 
     for _ in 0..10 {
         transfer(&ledger, source, destination, "0.1").await;

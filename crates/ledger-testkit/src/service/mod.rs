@@ -14,6 +14,7 @@
 
 mod contract;
 mod process;
+mod steps;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 use crate::TestDatabase;
 use contract::Spec;
 pub use process::LedgerProcess;
+pub use steps::{header_text, rfc3339, spawn_app_with_accounts, timestamp};
 
 /// How often the in-process servers advance the horizon.
 pub const HORIZON_INTERVAL: Duration = Duration::from_millis(50);
@@ -328,13 +330,7 @@ impl ApiResponse {
     /// Panics unless this is the problem `code` with `status`.
     #[track_caller]
     pub fn expect_problem(&self, status: u16, code: &str) -> &Self {
-        assert_eq!(
-            (self.status, self.body["code"].as_str()),
-            (status, Some(code)),
-            "unexpected response: {}",
-            self.body
-        );
-        self
+        self.expect_refusal(status, code, "unexpected response")
     }
 }
 
