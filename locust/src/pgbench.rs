@@ -35,6 +35,8 @@ pub fn script(accounts: usize, amount: &str) -> String {
             ":currency_code",
             amount,
             "null",
+            // created_by: the HTTP path records the caller's key here.
+            "null",
         ],
     );
     let last = accounts.saturating_sub(1);

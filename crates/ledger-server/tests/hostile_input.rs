@@ -973,7 +973,9 @@ async fn malformed_bodies_headers_and_paths_get_a_4xx_problem_and_change_nothing
         .post_raw("/transfers", Some("application/json"), big.clone(), &[])
         .await;
     answer.expect_problem(413, "payload_too_large", "a 4 MiB body");
-    let chunked = raw_chunked_post(fx.app.address.as_str(), "/transfers", big.as_bytes()).await;
+    let key = fx.app.admin_key.as_deref().expect("an admin key");
+    let chunked =
+        raw_chunked_post(fx.app.address.as_str(), key, "/transfers", big.as_bytes()).await;
     assert!(
         chunked.starts_with("HTTP/1.1 413"),
         "a 4 MiB chunked body: {}",
@@ -1056,9 +1058,10 @@ async fn a_body_dribbled_slower_than_the_read_timeout_gets_408_and_a_closed_conn
     let mut stream = tokio::net::TcpStream::connect(&host)
         .await
         .expect("a connection");
+    let key = app.admin_key.as_deref().expect("an admin key");
     let head = format!(
         "POST /accounts HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+         Authorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream
@@ -1125,11 +1128,11 @@ async fn a_body_dribbled_slower_than_the_read_timeout_gets_408_and_a_closed_conn
 
 /// POSTs `body` with `Transfer-Encoding: chunked` (no length to refuse it
 /// by) over a raw connection; returns the response.
-async fn raw_chunked_post(address: &str, path: &str, body: &[u8]) -> String {
+async fn raw_chunked_post(address: &str, key: &str, path: &str, body: &[u8]) -> String {
     let host = address.trim_start_matches("http://");
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+         Authorization: Bearer {key}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     let mut parts = vec![head.into_bytes()];
     for chunk in body.chunks(16 * 1024) {
@@ -1303,8 +1306,11 @@ async fn injection_attempts_land_as_data_or_as_a_4xx_never_as_sql() {
         let stored: i64 = fx
             .sql
             .query_one(
-                "select count(*) from ledger.idempotency_keys where idempotency_key = $1",
-                &[key],
+                // Stored within the API key's namespace: `<key id>:<key>`.
+                "select count(*) from ledger.idempotency_keys
+                  where idempotency_key = (select key_id::text from ledger.api_keys
+                                            where prefix = left($2, 12)) || ':' || $1",
+                &[key, &fx.app.admin_key.as_deref().unwrap_or_default()],
             )
             .await
             .expect("the stored key")
