@@ -13,7 +13,9 @@ use crate::dto::{
     HistoryParams, ListAccountsParams, MovementRequest, OpenAccountRequest, TransferDto,
 };
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::handlers::responses::{AccountConflict, TransferCreated};
+use crate::handlers::responses::{
+    AccountConflict, AccountNotFound, BadId, BadWrite, TransferCreated,
+};
 use crate::handlers::AppState;
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
 use crate::timestamp::instant;
@@ -34,8 +36,7 @@ use crate::timestamp::instant;
                 ("Location" = String, description = "The new account: `/accounts/{id}`."),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
             )),
-        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
-            body = Problem, content_type = "application/problem+json"),
+        BadWrite,
         (status = 409, description = "`account_exists`, `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance, reserved id, bad metadata), `idempotency_key_reused`.",
@@ -119,9 +120,8 @@ pub async fn list_accounts(
     params(("id" = Uuid, Path, description = "The account id.")),
     responses(
         (status = 200, description = "The account.", body = AccountDto),
-        (status = 400, description = "`invalid_request`: the id is not a UUID.",
-            body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        BadId,
+        AccountNotFound,
     ),
 )]
 pub async fn get_account(
@@ -150,7 +150,7 @@ pub async fn get_account(
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the result of an earlier request with the same key."))),
         (status = 400, description = "`invalid_request`: the id is not a UUID, or a bad Idempotency-Key.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        AccountNotFound,
         (status = 409, description = "`account_not_empty`, `account_closed`; `account_closing` (another close of it is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (system accounts never close), `idempotency_key_reused`.",
@@ -184,7 +184,7 @@ pub async fn close_account(
         (status = 200, description = "The balance.", body = BalanceDto),
         (status = 400, description = "`invalid_request`: the id is not a UUID or `at` is not an RFC 3339 timestamp.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        AccountNotFound,
     ),
 )]
 pub async fn balance(
@@ -212,7 +212,7 @@ pub async fn balance(
         (status = 200, description = "A page of the account's history.", body = HistoryPage),
         (status = 400, description = "`invalid_request`: bad id, limit, cursor or timestamp, unknown parameter.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        AccountNotFound,
     ),
 )]
 pub async fn history(
@@ -246,9 +246,8 @@ pub async fn history(
     ),
     responses(
         TransferCreated,
-        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
-            body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        BadWrite,
+        AccountNotFound,
         AccountConflict,
         (status = 422, description = "`validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
@@ -279,9 +278,8 @@ pub async fn deposit(
     ),
     responses(
         TransferCreated,
-        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
-            body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        BadWrite,
+        AccountNotFound,
         AccountConflict,
         (status = 422, description = "`insufficient_funds`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),

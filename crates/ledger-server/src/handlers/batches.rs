@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::dto::{parse_metadata, BatchDto, BatchRequest, TransferRequest};
 use crate::error::{ApiError, Problem};
+use crate::handlers::responses::BadId;
 use crate::handlers::AppState;
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
 
@@ -90,8 +91,7 @@ pub async fn create_batch(
     params(("id" = Uuid, Path, description = "The batch id.")),
     responses(
         (status = 200, description = "The batch.", body = BatchDto),
-        (status = 400, description = "`invalid_request`: the id is not a UUID.",
-            body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "`batch_not_found`.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -103,11 +103,7 @@ pub async fn get_batch(
     let id = BatchId::from(*id);
     let batch = state.ledger.get_batch(id).await?;
     // A restricted key sees a batch only when every leg touches its accounts.
-    let visible = batch
-        .transfers
-        .iter()
-        .all(|t| caller.may_use(t.source) || caller.may_use(t.destination));
-    if !visible {
+    if !batch.transfers.iter().all(|t| caller.may_see(t)) {
         return Err(DomainError::BatchNotFound(id).into());
     }
     Ok(HttpResponse::Ok().json(BatchDto::from(batch)))

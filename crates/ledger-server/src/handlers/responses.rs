@@ -18,7 +18,9 @@ use crate::error::Problem;
         ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
     )
 )]
-pub struct TransferCreated(#[allow(dead_code)] TransferDto);
+pub struct TransferCreated(
+    #[expect(dead_code, reason = "only its type is read, by the derive")] TransferDto,
+);
 
 /// What a write into or out of an account meets when an account is not
 /// open, or the same key is still being applied.
@@ -28,4 +30,49 @@ pub struct TransferCreated(#[allow(dead_code)] TransferDto);
     description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
     content_type = "application/problem+json"
 )]
-pub struct AccountConflict(#[allow(dead_code)] Problem);
+pub struct AccountConflict(
+    #[expect(dead_code, reason = "only its type is read, by the derive")] Problem,
+);
+
+/// A write whose body or headers do not parse (an operation that can name
+/// what else it refuses declares its own 400).
+#[derive(IntoResponses)]
+#[response(
+    status = 400,
+    description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
+    content_type = "application/problem+json"
+)]
+pub struct BadWrite(#[expect(dead_code, reason = "only its type is read, by the derive")] Problem);
+
+/// A read of one thing by its id, when the id is not a UUID.
+#[derive(IntoResponses)]
+#[response(
+    status = 400,
+    description = "`invalid_request`: the id is not a UUID.",
+    content_type = "application/problem+json"
+)]
+pub struct BadId(#[expect(dead_code, reason = "only its type is read, by the derive")] Problem);
+
+/// An operation on an account that does not exist (or that the key may not
+/// see).
+#[derive(IntoResponses)]
+#[response(
+    status = 404,
+    description = "`account_not_found`.",
+    content_type = "application/problem+json"
+)]
+pub struct AccountNotFound(
+    #[expect(dead_code, reason = "only its type is read, by the derive")] Problem,
+);
+
+/// An operation on a transfer that does not exist (or that the key may not
+/// see).
+#[derive(IntoResponses)]
+#[response(
+    status = 404,
+    description = "`transfer_not_found`.",
+    content_type = "application/problem+json"
+)]
+pub struct TransferNotFound(
+    #[expect(dead_code, reason = "only its type is read, by the derive")] Problem,
+);
