@@ -22,57 +22,44 @@ pub struct TransferCreated(
     #[expect(dead_code, reason = "only its type is read, by the derive")] TransferDto,
 );
 
-/// What a write into or out of an account meets when an account is not
-/// open, or the same key is still being applied.
-#[derive(IntoResponses)]
-#[response(
-    status = 409,
-    description = "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
-    content_type = "application/problem+json"
-)]
-pub struct AccountConflict(
-    #[expect(dead_code, reason = "only its type is read, by the derive")] Problem,
-);
+/// Declares a problem+json answer that several operations give: its status
+/// and description, written once.
+macro_rules! problem_answer {
+    ($(#[doc = $doc:tt])* $name:ident, $status:tt, $description:tt) => {
+        $(#[doc = $doc])*
+        #[derive(IntoResponses)]
+        #[response(status = $status, description = $description, content_type = "application/problem+json")]
+        pub struct $name(#[expect(dead_code, reason = "only its type is read, by the derive")] Problem);
+    };
+}
 
-/// A write whose body or headers do not parse (an operation that can name
-/// what else it refuses declares its own 400).
-#[derive(IntoResponses)]
-#[response(
-    status = 400,
-    description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
-    content_type = "application/problem+json"
-)]
-pub struct BadWrite(#[expect(dead_code, reason = "only its type is read, by the derive")] Problem);
+problem_answer! {
+    /// What a write into or out of an account meets when an account is not
+    /// open, or the same key is still being applied.
+    AccountConflict, 409,
+    "`account_closed`; `account_closing` (a close of the account is in progress: retry after `Retry-After`); `idempotency_in_flight`."
+}
 
-/// A read of one thing by its id, when the id is not a UUID.
-#[derive(IntoResponses)]
-#[response(
-    status = 400,
-    description = "`invalid_request`: the id is not a UUID.",
-    content_type = "application/problem+json"
-)]
-pub struct BadId(#[expect(dead_code, reason = "only its type is read, by the derive")] Problem);
+problem_answer! {
+    /// A write whose body or headers do not parse (an operation that can
+    /// name what else it refuses declares its own 400).
+    BadWrite, 400,
+    "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key."
+}
 
-/// An operation on an account that does not exist (or that the key may not
-/// see).
-#[derive(IntoResponses)]
-#[response(
-    status = 404,
-    description = "`account_not_found`.",
-    content_type = "application/problem+json"
-)]
-pub struct AccountNotFound(
-    #[expect(dead_code, reason = "only its type is read, by the derive")] Problem,
-);
+problem_answer! {
+    /// A read of one thing by its id, when the id is not a UUID.
+    BadId, 400, "`invalid_request`: the id is not a UUID."
+}
 
-/// An operation on a transfer that does not exist (or that the key may not
-/// see).
-#[derive(IntoResponses)]
-#[response(
-    status = 404,
-    description = "`transfer_not_found`.",
-    content_type = "application/problem+json"
-)]
-pub struct TransferNotFound(
-    #[expect(dead_code, reason = "only its type is read, by the derive")] Problem,
-);
+problem_answer! {
+    /// An operation on an account that does not exist (or that the key may
+    /// not see).
+    AccountNotFound, 404, "`account_not_found`."
+}
+
+problem_answer! {
+    /// An operation on a transfer that does not exist (or that the key may
+    /// not see).
+    TransferNotFound, 404, "`transfer_not_found`."
+}
