@@ -171,6 +171,36 @@ pub fn subtrees(range: Range<u64>) -> Vec<Subtree> {
     pieces
 }
 
+/// Appends leaf `index`, whose hash is `leaf`, to `edge`: the right edge of
+/// the tree of the leaves before it (its perfect subtrees as `(level,
+/// hash)`, largest first). Equal neighbours merge like a binary counter;
+/// `completed` is called with every subtree the leaf completes at
+/// [`STORED_LEVEL`] or above (the nodes the database keeps), smallest first.
+pub fn append_leaf(
+    edge: &mut Vec<(u32, Hash)>,
+    index: u64,
+    leaf: Hash,
+    mut completed: impl FnMut(Subtree, Hash),
+) {
+    edge.push((0, leaf));
+    while let [.., (left_level, left), (right_level, right)] = edge[..] {
+        if left_level != right_level {
+            break;
+        }
+        edge.truncate(edge.len() - 2);
+        let level = left_level + 1;
+        let hash = node_hash(&left, &right);
+        edge.push((level, hash));
+        if level >= STORED_LEVEL {
+            let node = Subtree {
+                level,
+                index: ((index + 1) >> level) - 1,
+            };
+            completed(node, hash);
+        }
+    }
+}
+
 /// `MTH` of a range from the hashes of its [`subtrees`], in their order:
 /// `H(p0, H(p1, … H(pk-1, pk)))`. None for no pieces (an empty range).
 pub fn fold_subtrees(hashes: &[Hash]) -> Option<Hash> {
