@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::accounts::MAX_PAGE_SIZE;
 use crate::error::Context;
 use crate::records::{
-    currency_of, transfer_from_row, Balance, Direction, HistoryEntry, HistoryQuery, Page,
+    currency_of, find_one, transfer_from_row, Balance, Direction, HistoryEntry, HistoryQuery, Page,
     TRANSFER_COLUMNS,
 };
 use crate::{Ledger, StoreError};
@@ -59,11 +59,7 @@ impl Ledger {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Balance, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
-        let row = client
-            .query_opt(&statement, params)
-            .await?
-            .ok_or(DomainError::AccountNotFound(account))?;
+        let row = find_one(&client, sql, params, DomainError::AccountNotFound(account)).await?;
         Ok(Balance {
             account_id: account,
             currency: currency_of(row.try_get("currency_code")?)?,

@@ -1,6 +1,10 @@
 use chrono::{DateTime, Utc};
-use ledger_domain::{AccountId, AccountKind, Currency, Decimal, Metadata, Operation, TransferId};
+use deadpool_postgres::GenericClient;
+use ledger_domain::{
+    AccountId, AccountKind, Currency, Decimal, DomainError, Metadata, Operation, TransferId,
+};
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -175,6 +179,19 @@ impl Posting {
             Self::Withdrawal { .. } => "withdrawal",
         }
     }
+}
+
+/// The one row a cached statement finds (its parameters name one thing), or
+/// `missing` when there is none: every read of one thing by its id.
+pub(crate) async fn find_one(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    missing: DomainError,
+) -> Result<tokio_postgres::Row, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    let row = client.query_opt(&statement, params).await?;
+    row.ok_or_else(|| missing.into())
 }
 
 pub(crate) fn currency_of(code: &str) -> Result<Currency, StoreError> {

@@ -34,7 +34,7 @@ use tracing::{debug, instrument};
 use uuid::Uuid;
 
 use crate::error::Context;
-use crate::records::{transfer_from_row, Outcome, Transfer, TRANSFER_COLUMNS};
+use crate::records::{find_one, transfer_from_row, Outcome, Transfer, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
 mod apply;
@@ -136,13 +136,13 @@ impl Ledger {
 }
 
 async fn fetch_batch(client: &impl GenericClient, id: BatchId) -> Result<Batch, StoreError> {
-    let statement = client
-        .prepare_cached("select created_at, transfer_ids from ledger.batches where batch_id = $1")
-        .await?;
-    let row = client
-        .query_opt(&statement, &[&id.as_uuid()])
-        .await?
-        .ok_or(DomainError::BatchNotFound(id))?;
+    let row = find_one(
+        client,
+        "select created_at, transfer_ids from ledger.batches where batch_id = $1",
+        &[&id.as_uuid()],
+        DomainError::BatchNotFound(id),
+    )
+    .await?;
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     let ids: Vec<Uuid> = row.try_get("transfer_ids")?;
     let statement = client
