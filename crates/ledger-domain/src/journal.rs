@@ -320,25 +320,38 @@ pub fn root_from_path(leaf: &Hash, index: u64, size: u64, path: &[Hash]) -> Opti
     if index >= size {
         return None;
     }
-    let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf;
+    let complete = walk_path(index, size - 1, path, |p, left| {
+        r = if left {
+            node_hash(p, &r)
+        } else {
+            node_hash(&r, p)
+        };
+    });
+    complete.then_some(r)
+}
+
+/// The walk RFC 9162 §2.1.3.2 and §2.1.4.2 share: from node `fn_` of a
+/// tree whose last node is `sn`, up `path`; `step` gets each path node and
+/// whether it is a left sibling. True when the path ends at the root (not
+/// too long, not too short).
+fn walk_path(mut fn_: u64, mut sn: u64, path: &[Hash], mut step: impl FnMut(&Hash, bool)) -> bool {
     for p in path {
         if sn == 0 {
-            return None;
+            return false;
         }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
+        let left = fn_ & 1 == 1 || fn_ == sn;
+        step(p, left);
+        if left {
             while fn_ & 1 == 0 && fn_ != 0 {
                 fn_ >>= 1;
                 sn >>= 1;
             }
-        } else {
-            r = node_hash(&r, p);
         }
         fn_ >>= 1;
         sn >>= 1;
     }
-    (sn == 0).then_some(r)
+    sn == 0
 }
 
 /// Checks that the tree `(second, second_root)` extends `(first,
@@ -371,24 +384,15 @@ pub fn verify_consistency(
         sn >>= 1;
     }
     let (mut fr, mut sr) = (*seed, *seed);
-    for c in rest {
-        if sn == 0 {
-            return false;
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
+    let complete = walk_path(fn_, sn, rest, |c, left| {
+        if left {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    fr == *first_root && sr == *second_root && sn == 0
+    });
+    complete && fr == *first_root && sr == *second_root
 }
 
 /// Lower-case hex of a hash.

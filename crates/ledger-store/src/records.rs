@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ledger_domain::{
@@ -220,6 +222,34 @@ pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, S
         metadata: row.try_get("metadata")?,
         created_by: row.try_get("created_by")?,
     })
+}
+
+/// Transfer rows, which an insert or an `= any` read returns in any order,
+/// by id: each is then taken for the leg or id it belongs to.
+pub(crate) struct TransfersById(HashMap<Uuid, Transfer>);
+
+impl TransfersById {
+    /// Reads each row with [`transfer_from_row`].
+    pub(crate) fn read(rows: &[tokio_postgres::Row]) -> Result<Self, StoreError> {
+        let mut by_id = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let transfer = transfer_from_row(row)?;
+            by_id.insert(transfer.id.as_uuid(), transfer);
+        }
+        Ok(Self(by_id))
+    }
+
+    /// Takes transfer `id` out; when it is not there, an internal error
+    /// saying what `missing` says.
+    pub(crate) fn take(
+        &mut self,
+        id: Uuid,
+        missing: impl FnOnce() -> String,
+    ) -> Result<Transfer, StoreError> {
+        self.0
+            .remove(&id)
+            .ok_or_else(|| StoreError::Internal(anyhow::anyhow!(missing())))
+    }
 }
 
 /// The columns [`account_from_row`] reads; `balance` must be computed by the
