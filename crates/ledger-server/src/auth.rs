@@ -65,6 +65,14 @@ impl Caller {
         }
     }
 
+    /// The account a request names by its id (a path's `{id}`), when the
+    /// key may see it ([`Self::check_account`]).
+    pub fn account(&self, id: Uuid) -> Result<AccountId, ApiError> {
+        let account = AccountId::from(id);
+        self.check_account(account)?;
+        Ok(account)
+    }
+
     /// Whether the key may see `transfer`: one that touches its accounts.
     pub fn may_see(&self, transfer: &Transfer) -> bool {
         self.may_use(transfer.source) || self.may_use(transfer.destination)

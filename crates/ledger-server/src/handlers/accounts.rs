@@ -129,8 +129,7 @@ pub async fn get_account(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let account = state.ledger.get_account(account).await?;
     Ok(HttpResponse::Ok().json(AccountDto::from(account)))
 }
@@ -163,8 +162,7 @@ pub async fn close_account(
     key: IdempotencyKeyHeader,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let outcome = caller
         .ledger(&state.ledger)
         .close_account(account, caller.idempotency_key(key.key()).as_ref())
@@ -193,8 +191,7 @@ pub async fn balance(
     id: web::Path<Uuid>,
     params: web::Query<BalanceParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let balance = match params.at {
         Some(at) => state.ledger.balance_at(account, at.get()).await?,
         None => state.ledger.balance(account).await?,
@@ -228,8 +225,7 @@ pub async fn history(
         cursor: params.cursor,
         limit: page_size(params.limit)?,
     };
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let page = state.ledger.history(account, &query).await?;
     Ok(HttpResponse::Ok().json(HistoryPage::from(page)))
 }
@@ -260,9 +256,9 @@ pub async fn deposit(
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
-    let posting = Posting::Deposit { account };
+    let posting = Posting::Deposit {
+        account: caller.account(*id)?,
+    };
     post_movement(&state, &caller, &key, body.into_inner(), posting).await
 }
 
@@ -292,9 +288,9 @@ pub async fn withdraw(
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
-    let posting = Posting::Withdrawal { account };
+    let posting = Posting::Withdrawal {
+        account: caller.account(*id)?,
+    };
     post_movement(&state, &caller, &key, body.into_inner(), posting).await
 }
 
