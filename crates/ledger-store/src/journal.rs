@@ -151,14 +151,18 @@ pub(crate) struct Row {
 }
 
 pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    // Read once, for both the encoding and the typed row, so the two agree.
+    let seq: i64 = row.try_get("source_seq")?;
+    let currency: &str = row.try_get("currency_code")?;
+    let created_at_micros: i64 = row.try_get("created_at_micros")?;
     let encoding = TransferEncoding {
         transfer_id: row.try_get("transfer_text")?,
         source: row.try_get("source_text")?,
-        source_seq: row.try_get("source_seq")?,
+        source_seq: seq,
         destination: row.try_get("destination_text")?,
-        currency: row.try_get("currency_code")?,
+        currency,
         amount: row.try_get("amount_text")?,
-        created_at_micros: row.try_get("created_at_micros")?,
+        created_at_micros,
         source_outgoing_total: row.try_get("outgoing_text")?,
         source_balance_after: row.try_get("source_after_text")?,
         metadata: row.try_get("metadata_text")?,
@@ -167,11 +171,11 @@ pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
     Ok(Row {
         transfer_id: row.try_get("transfer_id")?,
         source: row.try_get("source_account_id")?,
-        seq: row.try_get("source_seq")?,
+        seq,
         destination: row.try_get("destination_account_id")?,
-        currency: row.try_get("currency_code")?,
+        currency: currency.to_owned(),
         amount: row.try_get("amount")?,
-        created_at_micros: row.try_get("created_at_micros")?,
+        created_at_micros,
         outgoing_total: row.try_get("source_outgoing_total")?,
         encoding,
         row_hash: row.try_get("row_hash")?,
