@@ -1,7 +1,6 @@
 //! Accounts: open, read, list, close, balance, history, deposits and
 //! withdrawals.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use ledger_domain::{AccountId, Currency, Decimal, Scope};
 use ledger_store::{HistoryQuery, NewAccount, Posting};
@@ -16,7 +15,7 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::handlers::responses::{
     AccountConflict, AccountNotFound, BadId, BadWrite, TransferCreated,
 };
-use crate::handlers::AppState;
+use crate::handlers::{created, AppState};
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
 use crate::timestamp::instant;
 
@@ -80,10 +79,8 @@ pub async fn open_account(
         .open_account(request, caller.idempotency_key(key.key()).as_ref())
         .await?;
     let account = AccountDto::from(outcome.value);
-    let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("/accounts/{}", account.id)));
-    mark_replayed(&mut response, outcome.replayed);
-    Ok(response.json(account))
+    let location = format!("/accounts/{}", account.id);
+    Ok(created(location, outcome.replayed, account))
 }
 
 /// Lists accounts in id order (creation order for generated ids).
@@ -315,8 +312,5 @@ async fn post_movement(
 
 /// 201 with the transfer, its `Location`, and the replay marker.
 pub(crate) fn created_transfer(transfer: TransferDto, replayed: bool) -> HttpResponse {
-    let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("/transfers/{}", transfer.id)));
-    mark_replayed(&mut response, replayed);
-    response.json(transfer)
+    created(format!("/transfers/{}", transfer.id), replayed, transfer)
 }

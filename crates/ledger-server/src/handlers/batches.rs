@@ -1,6 +1,5 @@
 //! Atomic multi-leg batches of transfers.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use ledger_domain::{check_batch_size, AccountId, BatchId, DomainError};
 use ledger_store::BatchLeg;
@@ -10,8 +9,8 @@ use crate::auth::Caller;
 use crate::dto::{parse_metadata, BatchDto, BatchRequest, TransferRequest};
 use crate::error::{ApiError, Problem};
 use crate::handlers::responses::BadId;
-use crate::handlers::AppState;
-use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
+use crate::handlers::{created, AppState};
+use crate::idempotency::IdempotencyKeyHeader;
 
 /// Applies 1 to 8,189 transfers between customer accounts in order, all or
 /// nothing, at one `created_at`: every as-of read, history page and digest
@@ -77,10 +76,8 @@ pub async fn create_batch(
         .batch(legs, key.as_ref())
         .await?;
     let batch = BatchDto::from(outcome.value);
-    let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("/batches/{}", batch.id)));
-    mark_replayed(&mut response, outcome.replayed);
-    Ok(response.json(batch))
+    let location = format!("/batches/{}", batch.id);
+    Ok(created(location, outcome.replayed, batch))
 }
 
 /// Reads one batch: its transfers in leg order.
