@@ -79,7 +79,6 @@ pub async fn proof(
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `to` is larger than the tree at the final horizon.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),
