@@ -15,6 +15,28 @@
 -- sha256(0x01 || left || right). row_hash already commits to the row's
 -- canonical encoding and to its source's chain.
 
+-- Makes a table append-only, as V1 does by hand for the log: no UPDATE or
+-- DELETE (a row trigger, <table>_append_only, the constraint name
+-- ledger.reject_change() raises and the store maps) and no TRUNCATE (a
+-- statement trigger, <table>_no_truncate: a row trigger never sees one).
+-- One place for the pair, so no new immutable table gets one without the
+-- other. Run by migrations only.
+create procedure ledger.make_append_only(p_table regclass)
+language plpgsql as $$
+declare
+    table_name name := (select c.relname from pg_catalog.pg_class c where c.oid = p_table);
+begin
+    execute format('create trigger %I before update or delete on %s'
+                   ' for each row execute function ledger.reject_change()',
+                   table_name || '_append_only', p_table);
+    execute format('create trigger %I before truncate on %s'
+                   ' for each statement execute function ledger.reject_change()',
+                   table_name || '_no_truncate', p_table);
+end;
+$$;
+
+revoke all on procedure ledger.make_append_only(regclass) from public;
+
 -- The sequencer reads the rows after its last leaf by time. A btree on
 -- created_at would cost every insert one more index entry; a BRIN index
 -- costs an insert next to nothing (only a summarized range is ever touched,
@@ -124,18 +146,10 @@ create trigger journal_leaves_check
     referencing new table as new_leaves
     for each statement execute function ledger.check_journal_leaves();
 
-create trigger journal_leaves_append_only
-    before update or delete on ledger.journal_leaves
-    for each row execute function ledger.reject_change();
-create trigger journal_leaves_no_truncate
-    before truncate on ledger.journal_leaves
-    for each statement execute function ledger.reject_change();
-create trigger journal_nodes_append_only
-    before update or delete on ledger.journal_nodes
-    for each row execute function ledger.reject_change();
-create trigger journal_nodes_no_truncate
-    before truncate on ledger.journal_nodes
-    for each statement execute function ledger.reject_change();
+-- Leaves and nodes are append-only, like the log they prove: a changed leaf
+-- or node would make every proof through it a lie.
+call ledger.make_append_only('ledger.journal_leaves');
+call ledger.make_append_only('ledger.journal_nodes');
 
 grant select, insert on ledger.journal_leaves, ledger.journal_nodes to ledger_app;
 grant execute on function ledger.check_journal_leaves() to ledger_app;

@@ -35,18 +35,10 @@ create table ledger.api_key_revocations (
     revoked_by uuid
 );
 
-create trigger api_keys_append_only
-    before update or delete on ledger.api_keys
-    for each row execute function ledger.reject_change();
-create trigger api_keys_no_truncate
-    before truncate on ledger.api_keys
-    for each statement execute function ledger.reject_change();
-create trigger api_key_revocations_append_only
-    before update or delete on ledger.api_key_revocations
-    for each row execute function ledger.reject_change();
-create trigger api_key_revocations_no_truncate
-    before truncate on ledger.api_key_revocations
-    for each statement execute function ledger.reject_change();
+-- Keys and revocations are immutable rows (see above): no update, delete or
+-- truncate, whoever asks (ledger.make_append_only, V4).
+call ledger.make_append_only('ledger.api_keys');
+call ledger.make_append_only('ledger.api_key_revocations');
 
 grant select, insert on ledger.api_keys, ledger.api_key_revocations to ledger_app;
 

@@ -146,53 +146,44 @@ impl ScenarioKind {
 
 /// The load test's own options; goose's follow.
 #[derive(Args)]
+#[command(next_help_heading = "Ledger")]
 pub struct RunArgs {
     /// The user model
-    #[arg(long, value_enum, default_value = "classic", help_heading = "Ledger")]
+    #[arg(long, value_enum, default_value = "classic")]
     pub scenario: ScenarioKind,
     /// PostgreSQL URL of the ledger's database, for the check after the run
     ///
     /// The run counts ledger.transfers before and after, and checks that
     /// balances sum to zero per currency and that no customer balance is
     /// negative. Required unless --no-check.
-    #[arg(long, value_name = "URL", help_heading = "Ledger")]
+    #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// Skip the ledger check after the run
-    #[arg(long, help_heading = "Ledger")]
+    #[arg(long)]
     pub no_check: bool,
     /// Accounts the scenario uses [throughput 10000, hot 8, asof, journal and deposits 200]
-    #[arg(long, value_name = "N", help_heading = "Ledger")]
+    #[arg(long, value_name = "N")]
     pub accounts: Option<usize>,
     /// Amount of each transfer
-    #[arg(
-        long,
-        value_name = "DECIMAL",
-        default_value = "1.00",
-        help_heading = "Ledger"
-    )]
+    #[arg(long, value_name = "DECIMAL", default_value = "1.00")]
     pub amount: String,
     /// Opening balance of each account [hot 50.00, deposits 0, others 1000000.00]
-    #[arg(long, value_name = "DECIMAL", help_heading = "Ledger")]
+    #[arg(long, value_name = "DECIMAL")]
     pub initial_balance: Option<String>,
     /// Zipf exponent of the hot scenario's account choice
-    #[arg(long, value_name = "S", default_value_t = 1.1, help_heading = "Ledger")]
+    #[arg(long, value_name = "S", default_value_t = 1.1)]
     pub zipf: f64,
     /// Hot scenario: every transfer leaves the same account
-    #[arg(long, help_heading = "Ledger")]
+    #[arg(long)]
     pub single_source: bool,
     /// Batch scenario: transfers per batch (1 to 8189)
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 1000,
-        help_heading = "Ledger"
-    )]
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub batch_legs: usize,
     /// Pause between a user's requests, in ms, such as 1000..3000 [classic 1000..3000, others none]
-    #[arg(long, value_name = "MIN..MAX", help_heading = "Ledger")]
+    #[arg(long, value_name = "MIN..MAX")]
     pub wait: Option<WaitRange>,
     /// Concurrent requests while opening the scenario's accounts
-    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Ledger")]
+    #[arg(long, value_name = "N", default_value_t = 16)]
     pub setup_concurrency: usize,
     /// Leave the first SECS of the run time out of ledger-load's figures
     ///
@@ -200,15 +191,10 @@ pub struct RunArgs {
     /// and lasts the rest of --run-time: a backlog left by the ramp-up (account
     /// opens queue on the system account) drains before measuring. goose's own
     /// report still covers the whole run time.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 0,
-        help_heading = "Ledger"
-    )]
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub warmup: u64,
     /// Write the run's figures (steady-state rate, percentiles, per-second series, check) as JSON
-    #[arg(long, value_name = "FILE", help_heading = "Ledger")]
+    #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
 
     /// goose's options.

@@ -6,17 +6,66 @@ use uuid::Uuid;
 
 use crate::Currency;
 
-/// Identifies an account. Clients may choose it; otherwise it is a UUIDv7.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct AccountId(Uuid);
+/// Declares an id: a UUID newtype, made from and shown as its UUID, with a
+/// new time-ordered value from `generate`.
+macro_rules! uuid_id {
+    ($(#[doc = $doc:tt])* $name:ident) => {
+        $(#[doc = $doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered id (UUIDv7), which keeps b-tree inserts
+            /// local.
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// The underlying UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(value: Uuid) -> Self {
+                Self(value)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id! {
+    /// Identifies an account. Clients may choose it; otherwise it is a UUIDv7.
+    AccountId
+}
+
+uuid_id! {
+    /// Identifies a transfer. Always chosen by the ledger (UUIDv7).
+    TransferId
+}
+
+uuid_id! {
+    /// Identifies an atomic batch of transfers. Always chosen by the ledger
+    /// (UUIDv7).
+    BatchId
+}
 
 impl AccountId {
-    /// A new, time-ordered id (UUIDv7), which keeps b-tree inserts local.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
     /// The system account of a currency: the one account through which money
     /// enters and leaves the ledger. Its id is derived from the ISO 4217
     /// numeric code (`…-000000000840` for USD) so that anyone can name it
@@ -31,96 +80,6 @@ impl AccountId {
     /// Whether this id is in the range reserved for system accounts.
     pub fn is_reserved_for_system(&self) -> bool {
         self.0.as_u128() < 0x1000
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for AccountId {
-    fn from(value: Uuid) -> Self {
-        Self(value)
-    }
-}
-
-impl FromStr for AccountId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Identifies a transfer. Always chosen by the ledger (UUIDv7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TransferId(Uuid);
-
-impl TransferId {
-    /// A new, time-ordered id (UUIDv7).
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for TransferId {
-    fn from(value: Uuid) -> Self {
-        Self(value)
-    }
-}
-
-impl FromStr for TransferId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
-
-impl fmt::Display for TransferId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Identifies an atomic batch of transfers. Always chosen by the ledger
-/// (UUIDv7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct BatchId(Uuid);
-
-impl BatchId {
-    /// A new, time-ordered id (UUIDv7).
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for BatchId {
-    fn from(value: Uuid) -> Self {
-        Self(value)
-    }
-}
-
-impl fmt::Display for BatchId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 

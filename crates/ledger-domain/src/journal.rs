@@ -171,6 +171,36 @@ pub fn subtrees(range: Range<u64>) -> Vec<Subtree> {
     pieces
 }
 
+/// Appends leaf `index`, whose hash is `leaf`, to `edge`: the right edge of
+/// the tree of the leaves before it (its perfect subtrees as `(level,
+/// hash)`, largest first). Equal neighbours merge like a binary counter;
+/// `completed` is called with every subtree the leaf completes at
+/// [`STORED_LEVEL`] or above (the nodes the database keeps), smallest first.
+pub fn append_leaf(
+    edge: &mut Vec<(u32, Hash)>,
+    index: u64,
+    leaf: Hash,
+    mut completed: impl FnMut(Subtree, Hash),
+) {
+    edge.push((0, leaf));
+    while let [.., (left_level, left), (right_level, right)] = edge[..] {
+        if left_level != right_level {
+            break;
+        }
+        edge.truncate(edge.len() - 2);
+        let level = left_level + 1;
+        let hash = node_hash(&left, &right);
+        edge.push((level, hash));
+        if level >= STORED_LEVEL {
+            let node = Subtree {
+                level,
+                index: ((index + 1) >> level) - 1,
+            };
+            completed(node, hash);
+        }
+    }
+}
+
 /// `MTH` of a range from the hashes of its [`subtrees`], in their order:
 /// `H(p0, H(p1, … H(pk-1, pk)))`. None for no pieces (an empty range).
 pub fn fold_subtrees(hashes: &[Hash]) -> Option<Hash> {
@@ -290,25 +320,38 @@ pub fn root_from_path(leaf: &Hash, index: u64, size: u64, path: &[Hash]) -> Opti
     if index >= size {
         return None;
     }
-    let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf;
+    let complete = walk_path(index, size - 1, path, |p, left| {
+        r = if left {
+            node_hash(p, &r)
+        } else {
+            node_hash(&r, p)
+        };
+    });
+    complete.then_some(r)
+}
+
+/// The walk RFC 9162 §2.1.3.2 and §2.1.4.2 share: from node `fn_` of a
+/// tree whose last node is `sn`, up `path`; `step` gets each path node and
+/// whether it is a left sibling. True when the path ends at the root (not
+/// too long, not too short).
+fn walk_path(mut fn_: u64, mut sn: u64, path: &[Hash], mut step: impl FnMut(&Hash, bool)) -> bool {
     for p in path {
         if sn == 0 {
-            return None;
+            return false;
         }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
+        let left = fn_ & 1 == 1 || fn_ == sn;
+        step(p, left);
+        if left {
             while fn_ & 1 == 0 && fn_ != 0 {
                 fn_ >>= 1;
                 sn >>= 1;
             }
-        } else {
-            r = node_hash(&r, p);
         }
         fn_ >>= 1;
         sn >>= 1;
     }
-    (sn == 0).then_some(r)
+    sn == 0
 }
 
 /// Checks that the tree `(second, second_root)` extends `(first,
@@ -341,24 +384,15 @@ pub fn verify_consistency(
         sn >>= 1;
     }
     let (mut fr, mut sr) = (*seed, *seed);
-    for c in rest {
-        if sn == 0 {
-            return false;
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
+    let complete = walk_path(fn_, sn, rest, |c, left| {
+        if left {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    fr == *first_root && sr == *second_root && sn == 0
+    });
+    complete && fr == *first_root && sr == *second_root
 }
 
 /// Lower-case hex of a hash.

@@ -21,7 +21,7 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use ledger_domain::{AccountId, ApiKeySecret, DomainError, IdempotencyKey, Scope};
-use ledger_store::{ApiKey, Ledger};
+use ledger_store::{ApiKey, Ledger, Transfer};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
@@ -62,6 +62,29 @@ impl Caller {
             Ok(())
         } else {
             Err(DomainError::AccountNotFound(account).into())
+        }
+    }
+
+    /// The account a request names by its id (a path's `{id}`), when the
+    /// key may see it ([`Self::check_account`]).
+    pub fn account(&self, id: Uuid) -> Result<AccountId, ApiError> {
+        let account = AccountId::from(id);
+        self.check_account(account)?;
+        Ok(account)
+    }
+
+    /// Whether the key may see `transfer`: one that touches its accounts.
+    pub fn may_see(&self, transfer: &Transfer) -> bool {
+        self.may_use(transfer.source) || self.may_use(transfer.destination)
+    }
+
+    /// [`Self::may_see`], as the 404 a client gets for a transfer it may not
+    /// see: to a restricted key, any other transfer does not exist.
+    pub fn check_transfer(&self, transfer: &Transfer) -> Result<(), ApiError> {
+        if self.may_see(transfer) {
+            Ok(())
+        } else {
+            Err(DomainError::TransferNotFound(transfer.id).into())
         }
     }
 

@@ -3,7 +3,7 @@
 //! operations share, each declared once here rather than on every handler.
 
 use ledger_domain::Scope;
-use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
@@ -154,14 +154,9 @@ impl Modify for ServerResponses {
                          has `LEDGER_MAX_IN_FLIGHT` requests in flight and refused this one \
                          before doing anything. Either way, retry after `Retry-After` seconds.",
                     );
-                    unavailable.headers.insert(
-                        "Retry-After".to_owned(),
-                        HeaderBuilder::new()
-                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                            .description(Some("Seconds to wait before retrying."))
-                            .build()
-                            .into(),
-                    );
+                    unavailable
+                        .headers
+                        .insert("Retry-After".to_owned(), retry_after().into());
                     unavailable.into()
                 });
             }
@@ -188,11 +183,7 @@ fn require_key(operation: &mut utoipa::openapi::path::Operation, scope: Scope) {
         );
         unauthorized.headers.insert(
             "WWW-Authenticate".to_owned(),
-            HeaderBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                .description(Some("`Bearer`."))
-                .build()
-                .into(),
+            string_header("`Bearer`.").into(),
         );
         unauthorized.into()
     });
@@ -204,16 +195,24 @@ fn require_key(operation: &mut utoipa::openapi::path::Operation, scope: Scope) {
             "`rate_limited`: the key made more requests per second than \
              `LEDGER_RATE_LIMIT_PER_KEY` allows.",
         );
-        limited.headers.insert(
-            "Retry-After".to_owned(),
-            HeaderBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                .description(Some("Seconds to wait before retrying."))
-                .build()
-                .into(),
-        );
+        limited
+            .headers
+            .insert("Retry-After".to_owned(), retry_after().into());
         limited.into()
     });
+}
+
+/// A `Retry-After` header: seconds to wait before retrying.
+fn retry_after() -> Header {
+    string_header("Seconds to wait before retrying.")
+}
+
+/// A response header whose value is a string.
+fn string_header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(description))
+        .build()
 }
 
 /// A problem+json answer.

@@ -16,23 +16,14 @@ use ledger_domain::{AccountId, Currency, Decimal};
 use ledger_store::{BatchLeg, Ledger, NewAccount};
 use ledger_testkit::TestDatabase;
 
+use support::{env_or, percentile};
+
+mod support;
+
 /// Legs per batch: inside one batch the destination's incoming tail cannot
 /// be checkpointed (its rows are not final yet), so smaller batches write
 /// faster.
 const BATCH_LEGS: usize = 1_000;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(samples: &mut [Duration], q: f64) -> f64 {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples[index].as_secs_f64() * 1e3
-}
 
 async fn open(ledger: &Ledger, balance: &str) -> anyhow::Result<AccountId> {
     let request = NewAccount {

@@ -23,18 +23,15 @@ use ledger_store::Ledger;
 use ledger_testkit::TestDatabase;
 use rand::Rng;
 
+use support::{env_or, percentile};
+
+mod support;
+
 /// Accounts whose history the fixture builds (each sends to the next).
 const ACCOUNTS: i64 = 100;
 /// Funded accounts the throughput run transfers between, so that 64 writers
 /// rarely pick the same source (the hot-account case is the load tests' job).
 const WRITER_ACCOUNTS: i64 = 10_000;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn account(k: i64) -> AccountId {
     format!("10000000-0000-0000-0000-{k:012}")
@@ -164,12 +161,6 @@ where
         p50_ms: percentile(&mut samples, 0.50),
         p99_ms: percentile(&mut samples, 0.99),
     })
-}
-
-fn percentile(samples: &mut [Duration], q: f64) -> f64 {
-    samples.sort_unstable();
-    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples[index].as_secs_f64() * 1_000.0
 }
 
 struct Throughput {

@@ -14,7 +14,7 @@ use crate::error::{is_unique_violation, violates, Constraint, Context};
 use crate::group_commit::{Leg, LegAnswer, LegClaim, Opening};
 use crate::idempotency::{claim, Claim, Idempotency};
 use crate::records::{
-    account_from_row, Account, NewAccount, Outcome, Page, Posting, ACCOUNT_COLUMNS,
+    account_from_row, find_one, Account, NewAccount, Outcome, Page, Posting, ACCOUNT_COLUMNS,
 };
 use crate::{Ledger, StoreError};
 
@@ -302,15 +302,14 @@ pub(crate) async fn fetch_account(
     client: &impl GenericClient,
     id: AccountId,
 ) -> Result<Account, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {ACCOUNT_COLUMNS} from ledger.accounts where account_id = $1"
-        ))
-        .await?;
-    let row = client
-        .query_opt(&statement, &[&id.as_uuid()])
-        .await?
-        .ok_or(DomainError::AccountNotFound(id))?;
+    let sql = format!("select {ACCOUNT_COLUMNS} from ledger.accounts where account_id = $1");
+    let row = find_one(
+        client,
+        &sql,
+        &[&id.as_uuid()],
+        DomainError::AccountNotFound(id),
+    )
+    .await?;
     account_from_row(&row)
 }
 

@@ -1,12 +1,13 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ledger_domain::{AccountId, Decimal, DomainError};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::accounts::MAX_PAGE_SIZE;
 use crate::error::Context;
 use crate::records::{
-    currency_of, transfer_from_row, Balance, Direction, HistoryEntry, HistoryQuery, Page,
+    currency_of, find_one, transfer_from_row, Balance, Direction, HistoryEntry, HistoryQuery, Page,
     TRANSFER_COLUMNS,
 };
 use crate::{Ledger, StoreError};
@@ -14,25 +15,14 @@ use crate::{Ledger, StoreError};
 impl Ledger {
     /// The account's balance now. Never final: a transfer may commit next.
     pub async fn balance(&self, account: AccountId) -> Result<Balance, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "select currency_code, ledger.balance(account_id) as balance, \
-                        clock_timestamp() as at \
-                   from ledger.accounts where account_id = $1",
-            )
-            .await?;
-        let row = client
-            .query_opt(&statement, &[&account.as_uuid()])
-            .await?
-            .ok_or(DomainError::AccountNotFound(account))?;
-        Ok(Balance {
-            account_id: account,
-            currency: currency_of(row.try_get("currency_code")?)?,
-            balance: row.try_get("balance")?,
-            at: row.try_get("at")?,
-            is_final: false,
-        })
+        self.read_balance(
+            account,
+            "select currency_code, ledger.balance(account_id) as balance, \
+                    clock_timestamp() as at, false as is_final \
+               from ledger.accounts where account_id = $1",
+            &[&account.as_uuid()],
+        )
+        .await
     }
 
     /// The account's balance including every transfer with `created_at <=
@@ -46,23 +36,35 @@ impl Ledger {
         // Outside PostgreSQL's range the answer is the one at its edge: zero
         // before anything existed, the current balance after.
         let query_at = at.clamp(database_min(), database_max());
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
+        let balance = self
+            .read_balance(
+                account,
                 "select currency_code, ledger.balance_at(account_id, $2) as balance, \
-                        $2 < ledger.final_horizon() as is_final \
+                        $2 as at, $2 < ledger.final_horizon() as is_final \
                    from ledger.accounts where account_id = $1",
+                &[&account.as_uuid(), &query_at],
             )
             .await?;
-        let row = client
-            .query_opt(&statement, &[&account.as_uuid(), &query_at])
-            .await?
-            .ok_or(DomainError::AccountNotFound(account))?;
+        // The answer is as of the time asked about, even one PostgreSQL
+        // cannot hold.
+        Ok(Balance { at, ..balance })
+    }
+
+    /// Runs a balance statement of `account` (its `$1`), which selects
+    /// `currency_code`, `balance`, `at` and `is_final`.
+    async fn read_balance(
+        &self,
+        account: AccountId,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Balance, StoreError> {
+        let client = self.client().await?;
+        let row = find_one(&client, sql, params, DomainError::AccountNotFound(account)).await?;
         Ok(Balance {
             account_id: account,
             currency: currency_of(row.try_get("currency_code")?)?,
             balance: row.try_get("balance")?,
-            at,
+            at: row.try_get("at")?,
             is_final: row.try_get("is_final")?,
         })
     }

@@ -93,10 +93,7 @@ impl Ledger {
         // Step 1: the closing transaction, with its xid.
         let mut closer = self.client().await?;
         let closing = closer.transaction().await?;
-        let closing_xid: i64 = closing
-            .query_one("select pg_current_xact_id()::text::bigint", &[])
-            .await?
-            .try_get(0)?;
+        let closing_xid = current_xid(&closing).await?;
 
         // Step 2: the mark, unless another attempt's is live.
         let mark = marker
@@ -198,10 +195,7 @@ impl Ledger {
         client: &impl GenericClient,
         closing_xid: i64,
     ) -> Result<(), StoreError> {
-        let after_mark: i64 = client
-            .query_one("select pg_current_xact_id()::text::bigint", &[])
-            .await?
-            .try_get(0)?;
+        let after_mark = current_xid(client).await?;
         let still_running = client
             .prepare_cached(
                 "select count(*) from pg_snapshot_xip(pg_current_snapshot()) x \
@@ -230,4 +224,13 @@ impl Ledger {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// The xid of `client`'s transaction (assigning one if it has none yet), as
+/// a number.
+async fn current_xid(client: &impl GenericClient) -> Result<i64, StoreError> {
+    let row = client
+        .query_one("select pg_current_xact_id()::text::bigint", &[])
+        .await?;
+    Ok(row.try_get(0)?)
 }

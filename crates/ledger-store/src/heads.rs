@@ -58,19 +58,27 @@ pub(crate) const DESTINATIONS: &str = "\
       from ledger.accounts
      where account_id = any($1)";
 
-/// A row of [`HEADS`] or [`WRITE_HEAD`] as a source head.
+/// A row of [`HEADS`] or [`WRITE_HEAD`] as a source head: the columns of a
+/// destination's state ([`read_destination`]), and its chain's head.
 pub(crate) fn read_source_head(row: &tokio_postgres::Row) -> Result<SourceHead, StoreError> {
+    let DestinationState {
+        account,
+        kind,
+        currency,
+        state,
+    } = read_destination(row)?;
     Ok(SourceHead {
-        account: AccountId::from(row.try_get::<_, Uuid>("account_id")?),
-        kind: kind_of(row.try_get("is_system")?),
-        currency: currency_of(row.try_get("currency_code")?)?,
-        state: state_of(row.try_get("state")?)?,
+        account,
+        kind,
+        currency,
+        state,
         next_seq: row.try_get("next_seq")?,
         balance: row.try_get("balance")?,
     })
 }
 
-/// A row of [`DESTINATIONS`] as a destination's state.
+/// A row of [`DESTINATIONS`] (or the account columns of a head) as a
+/// destination's state.
 pub(crate) fn read_destination(row: &tokio_postgres::Row) -> Result<DestinationState, StoreError> {
     Ok(DestinationState {
         account: AccountId::from(row.try_get::<_, Uuid>("account_id")?),

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -47,22 +48,19 @@ impl Ledger {
     /// final horizon: as-of reads for earlier times never change again.
     /// Runs in its own autocommit transaction, as the mark requires.
     pub async fn advance_horizon(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one("select ledger.advance_horizon()", &[])
-            .await?;
-        // -infinity (no final horizon yet) does not map to a DateTime.
-        let horizon = row.try_get::<_, DateTime<Utc>>(0).ok();
-        self.horizon_seen.saw(horizon);
-        Ok(horizon)
+        self.read_horizon("select ledger.advance_horizon()").await
     }
 
     /// The current final horizon, if any.
     pub async fn final_horizon(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read_horizon("select ledger.final_horizon()").await
+    }
+
+    /// Runs `sql`, which selects a final horizon, and remembers it.
+    async fn read_horizon(&self, sql: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one("select ledger.final_horizon()", &[])
-            .await?;
+        let row = client.query_one(sql, &[]).await?;
+        // -infinity (no final horizon yet) does not map to a DateTime.
         let horizon = row.try_get::<_, DateTime<Utc>>(0).ok();
         self.horizon_seen.saw(horizon);
         Ok(horizon)
@@ -73,24 +71,42 @@ impl Ledger {
     /// write path can only checkpoint incoming totals up to the horizon, so
     /// the service runs this in the background.
     pub async fn run_horizon_ticker(self, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            ticker.tick().await;
-            match self.advance_horizon().await {
-                Ok(_) if failing => {
-                    info!("horizon ticker recovered");
-                    failing = false;
-                }
-                Ok(_) => {}
-                // Log a failure streak once, not every tick.
-                Err(err) if !failing => {
-                    warn!(error = %err, "horizon ticker cannot advance the horizon");
-                    failing = true;
-                }
-                Err(_) => {}
+        let task = "horizon ticker";
+        run_every(interval, task, "cannot advance the horizon", || {
+            self.advance_horizon()
+        })
+        .await
+    }
+}
+
+/// Runs `tick` every `interval`, forever: a background task of the service
+/// (`task` names it in the log). A streak of failures is logged once, as
+/// `<task> <failing>`, and its end once, as `<task> recovered`, not every
+/// tick.
+pub(crate) async fn run_every<T, F>(
+    interval: Duration,
+    task: &str,
+    failing_as: &str,
+    mut tick: impl FnMut() -> F,
+) where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        match tick().await {
+            Ok(_) if failing => {
+                info!("{task} recovered");
+                failing = false;
             }
+            Ok(_) => {}
+            Err(err) if !failing => {
+                warn!(error = %err, "{task} {failing_as}");
+                failing = true;
+            }
+            Err(_) => {}
         }
     }
 }

@@ -10,14 +10,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ledger_domain::journal::{
-    chain_hash, fold_subtrees, from_hex, inclusion_ranges, leaf_hash, merkle_root, node_hash,
+    append_leaf, chain_hash, fold_subtrees, from_hex, inclusion_ranges, leaf_hash, merkle_root,
     root_from_path, subtrees, to_hex, verify_consistency, Hash, Subtree, TransferEncoding,
     TreeSizes, GENESIS, STORED_LEVEL,
 };
 use ledger_domain::{Decimal, DomainError, TransferId};
-use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::horizon::run_every;
 use crate::{Ledger, StoreError};
 
 /// Most rows one sequencer step appends: one bounded transaction, well
@@ -151,14 +151,18 @@ pub(crate) struct Row {
 }
 
 pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    // Read once, for both the encoding and the typed row, so the two agree.
+    let seq: i64 = row.try_get("source_seq")?;
+    let currency: &str = row.try_get("currency_code")?;
+    let created_at_micros: i64 = row.try_get("created_at_micros")?;
     let encoding = TransferEncoding {
         transfer_id: row.try_get("transfer_text")?,
         source: row.try_get("source_text")?,
-        source_seq: row.try_get("source_seq")?,
+        source_seq: seq,
         destination: row.try_get("destination_text")?,
-        currency: row.try_get("currency_code")?,
+        currency,
         amount: row.try_get("amount_text")?,
-        created_at_micros: row.try_get("created_at_micros")?,
+        created_at_micros,
         source_outgoing_total: row.try_get("outgoing_text")?,
         source_balance_after: row.try_get("source_after_text")?,
         metadata: row.try_get("metadata_text")?,
@@ -167,11 +171,11 @@ pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
     Ok(Row {
         transfer_id: row.try_get("transfer_id")?,
         source: row.try_get("source_account_id")?,
-        seq: row.try_get("source_seq")?,
+        seq,
         destination: row.try_get("destination_account_id")?,
-        currency: row.try_get("currency_code")?,
+        currency: currency.to_owned(),
         amount: row.try_get("amount")?,
-        created_at_micros: row.try_get("created_at_micros")?,
+        created_at_micros,
         outgoing_total: row.try_get("source_outgoing_total")?,
         encoding,
         row_hash: row.try_get("row_hash")?,
@@ -188,11 +192,7 @@ impl Ledger {
         catch_up(&mut client, CATCH_UP_STEPS).await?;
         let tree_size = size_at(&client, at).await?;
         let nodes = Nodes::fetch(&client, subtrees(0..tree_size)).await?;
-        Ok(Digest {
-            at,
-            tree_size,
-            root: to_hex(&nodes.root(tree_size)?),
-        })
+        nodes.digest(at, tree_size)
     }
 
     /// The proof that transfer `id` is in the digest as of `at` (default:
@@ -250,19 +250,9 @@ impl Ledger {
             .try_get(0)?;
         let leaf_index = leaf_index as u64;
         let ranges = inclusion_ranges(leaf_index, tree_size);
-        let mut pieces = subtrees(0..tree_size);
-        pieces.extend(ranges.iter().flat_map(|r| subtrees(r.clone())));
-        let nodes = Nodes::fetch(&client, pieces).await?;
-        let audit_path = ranges
-            .into_iter()
-            .map(|range| nodes.range(range).map(|hash| to_hex(&hash)))
-            .collect::<Result<_, _>>()?;
+        let (nodes, audit_path) = Nodes::fetch_path(&client, &[tree_size], ranges).await?;
         Ok(InclusionProof {
-            digest: Digest {
-                at,
-                tree_size,
-                root: to_hex(&nodes.root(tree_size)?),
-            },
+            digest: nodes.digest(at, tree_size)?,
             previous_hash: hex(&previous),
             encoding: row.encoding,
             row_hash: hex(&row.row_hash),
@@ -286,23 +276,11 @@ impl Ledger {
             .into());
         }
         let ranges = ledger_domain::journal::consistency_ranges(sizes.first(), sizes.second());
-        let mut pieces = subtrees(0..sizes.first());
-        pieces.extend(subtrees(0..sizes.second()));
-        pieces.extend(ranges.iter().flat_map(|r| subtrees(r.clone())));
-        let nodes = Nodes::fetch(&client, pieces).await?;
-        let proof = ranges
-            .into_iter()
-            .map(|range| nodes.range(range).map(|hash| to_hex(&hash)))
-            .collect::<Result<_, _>>()?;
+        let (nodes, proof) =
+            Nodes::fetch_path(&client, &[sizes.first(), sizes.second()], ranges).await?;
         Ok(ConsistencyProof {
-            first: TreeHead {
-                tree_size: sizes.first(),
-                root: to_hex(&nodes.root(sizes.first())?),
-            },
-            second: TreeHead {
-                tree_size: sizes.second(),
-                root: to_hex(&nodes.root(sizes.second())?),
-            },
+            first: nodes.head(sizes.first())?,
+            second: nodes.head(sizes.second())?,
             proof,
         })
     }
@@ -328,25 +306,11 @@ impl Ledger {
     /// forever: the service's journal sequencer. Several instances may run
     /// it at once; they settle by the tree's unique keys.
     pub async fn run_journal_sequencer(self, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            ticker.tick().await;
-            match self.sequence_journal().await {
-                Ok(_) if failing => {
-                    info!("journal sequencer recovered");
-                    failing = false;
-                }
-                Ok(_) => {}
-                // Log a failure streak once, not every tick.
-                Err(err) if !failing => {
-                    warn!(error = %err, "journal sequencer cannot extend the tree");
-                    failing = true;
-                }
-                Err(_) => {}
-            }
-        }
+        let task = "journal sequencer";
+        run_every(interval, task, "cannot extend the tree", || {
+            self.sequence_journal()
+        })
+        .await
     }
 }
 
@@ -516,21 +480,11 @@ async fn step(client: &mut deadpool_postgres::Object) -> Result<Step, StoreError
         seqs.push(row.try_get::<_, i64>(1)?);
         times.push(row.try_get::<_, DateTime<Utc>>(2)?);
         leaves.push(leaf.to_vec());
-        stack.push((0, leaf));
-        while let [.., (left_level, left), (right_level, right)] = stack[..] {
-            if left_level != right_level {
-                break;
-            }
-            stack.truncate(stack.len() - 2);
-            let level = left_level + 1;
-            let hash = node_hash(&left, &right);
-            stack.push((level, hash));
-            if level >= STORED_LEVEL {
-                levels.push(level as i16);
-                node_indices.push((((index + 1) >> level) - 1) as i64);
-                hashes.push(hash.to_vec());
-            }
-        }
+        append_leaf(&mut stack, index, leaf, |node, hash| {
+            levels.push(node.level as i16);
+            node_indices.push(node.index as i64);
+            hashes.push(hash.to_vec());
+        });
     }
 
     let tx = client.transaction().await?;
@@ -629,6 +583,24 @@ impl Nodes {
         Ok(Self(hashes))
     }
 
+    /// What a proof needs: the nodes under the trees of `sizes` leaves (for
+    /// their roots) and under `ranges`, and each range's hash, hex (the
+    /// proof's path).
+    async fn fetch_path(
+        client: &impl GenericClient,
+        sizes: &[u64],
+        ranges: Vec<Range<u64>>,
+    ) -> Result<(Self, Vec<String>), StoreError> {
+        let trees = sizes.iter().map(|&size| 0..size);
+        let pieces = trees.chain(ranges.iter().cloned()).flat_map(subtrees);
+        let nodes = Self::fetch(client, pieces).await?;
+        let path = ranges
+            .into_iter()
+            .map(|range| nodes.range(range).map(|hash| to_hex(&hash)))
+            .collect::<Result<_, _>>()?;
+        Ok((nodes, path))
+    }
+
     fn get(&self, piece: &Subtree) -> Result<Hash, StoreError> {
         self.0.get(piece).copied().ok_or_else(|| {
             StoreError::Internal(anyhow::anyhow!(
@@ -649,6 +621,24 @@ impl Nodes {
     /// The root of the tree of the first `size` leaves.
     fn root(&self, size: u64) -> Result<Hash, StoreError> {
         self.range(0..size)
+    }
+
+    /// The tree of the first `tree_size` leaves.
+    fn head(&self, tree_size: u64) -> Result<TreeHead, StoreError> {
+        Ok(TreeHead {
+            tree_size,
+            root: to_hex(&self.root(tree_size)?),
+        })
+    }
+
+    /// The digest as of `at`, whose tree is the first `tree_size` leaves.
+    fn digest(&self, at: DateTime<Utc>, tree_size: u64) -> Result<Digest, StoreError> {
+        let TreeHead { tree_size, root } = self.head(tree_size)?;
+        Ok(Digest {
+            at,
+            tree_size,
+            root,
+        })
     }
 }
 

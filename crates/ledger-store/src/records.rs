@@ -1,6 +1,12 @@
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use ledger_domain::{AccountId, AccountKind, Currency, Decimal, Metadata, Operation, TransferId};
+use deadpool_postgres::GenericClient;
+use ledger_domain::{
+    AccountId, AccountKind, Currency, Decimal, DomainError, Metadata, Operation, TransferId,
+};
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -177,6 +183,19 @@ impl Posting {
     }
 }
 
+/// The one row a cached statement finds (its parameters name one thing), or
+/// `missing` when there is none: every read of one thing by its id.
+pub(crate) async fn find_one(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    missing: DomainError,
+) -> Result<tokio_postgres::Row, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    let row = client.query_opt(&statement, params).await?;
+    row.ok_or_else(|| missing.into())
+}
+
 pub(crate) fn currency_of(code: &str) -> Result<Currency, StoreError> {
     Currency::parse(code).map_err(|_| {
         StoreError::Internal(anyhow::anyhow!(
@@ -203,6 +222,34 @@ pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, S
         metadata: row.try_get("metadata")?,
         created_by: row.try_get("created_by")?,
     })
+}
+
+/// Transfer rows, which an insert or an `= any` read returns in any order,
+/// by id: each is then taken for the leg or id it belongs to.
+pub(crate) struct TransfersById(HashMap<Uuid, Transfer>);
+
+impl TransfersById {
+    /// Reads each row with [`transfer_from_row`].
+    pub(crate) fn read(rows: &[tokio_postgres::Row]) -> Result<Self, StoreError> {
+        let mut by_id = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let transfer = transfer_from_row(row)?;
+            by_id.insert(transfer.id.as_uuid(), transfer);
+        }
+        Ok(Self(by_id))
+    }
+
+    /// Takes transfer `id` out; when it is not there, an internal error
+    /// saying what `missing` says.
+    pub(crate) fn take(
+        &mut self,
+        id: Uuid,
+        missing: impl FnOnce() -> String,
+    ) -> Result<Transfer, StoreError> {
+        self.0
+            .remove(&id)
+            .ok_or_else(|| StoreError::Internal(anyhow::anyhow!(missing())))
+    }
 }
 
 /// The columns [`account_from_row`] reads; `balance` must be computed by the

@@ -14,7 +14,7 @@ use crate::group_commit::{write_error, Leg, LegAnswer, LegClaim};
 use crate::heads::{read_source_head, read_write_destination, WRITE_HEAD};
 use crate::idempotency::Idempotency;
 use crate::records::{
-    currency_of, transfer_from_row, Outcome, Posting, Transfer, TRANSFER_COLUMNS,
+    currency_of, find_one, transfer_from_row, Outcome, Posting, Transfer, TRANSFER_COLUMNS,
 };
 use crate::{Ledger, StoreError};
 
@@ -215,11 +215,8 @@ impl Ledger {
         };
         let currency = {
             let client = self.client().await?;
-            let statement = client.prepare_cached(ACCOUNT_CURRENCY).await?;
-            let row = client
-                .query_opt(&statement, &[&account.as_uuid()])
-                .await?
-                .ok_or(DomainError::AccountNotFound(account))?;
+            let missing = DomainError::AccountNotFound(account);
+            let row = find_one(&client, ACCOUNT_CURRENCY, &[&account.as_uuid()], missing).await?;
             currency_of(row.try_get("currency_code")?)?
         };
         let system = self.ensure_system_account(currency).await?;
@@ -284,15 +281,14 @@ pub(crate) async fn fetch_transfer(
     client: &impl GenericClient,
     id: TransferId,
 ) -> Result<Transfer, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {TRANSFER_COLUMNS} from ledger.transfers where transfer_id = $1"
-        ))
-        .await?;
-    let row = client
-        .query_opt(&statement, &[&id.as_uuid()])
-        .await?
-        .ok_or(DomainError::TransferNotFound(id))?;
+    let sql = format!("select {TRANSFER_COLUMNS} from ledger.transfers where transfer_id = $1");
+    let row = find_one(
+        client,
+        &sql,
+        &[&id.as_uuid()],
+        DomainError::TransferNotFound(id),
+    )
+    .await?;
     transfer_from_row(&row)
 }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures::{pin_mut, TryStreamExt};
-use ledger_domain::journal::{leaf_hash, node_hash, to_hex, Hash, Subtree, GENESIS, STORED_LEVEL};
+use ledger_domain::journal::{append_leaf, leaf_hash, to_hex, Hash, Subtree, GENESIS};
 use ledger_domain::Decimal;
 use uuid::Uuid;
 
@@ -514,22 +514,8 @@ async fn verify_journal(
         // Nodes are rebuilt from the stored leaves, so that a bad leaf is
         // reported once, above, and a bad node once, here.
         let leaf: Hash = stored_leaf.as_slice().try_into().unwrap_or_default();
-        edge.push((0, leaf));
-        while let [.., (left_level, left), (right_level, right)] = edge[..] {
-            if left_level != right_level {
-                break;
-            }
-            edge.truncate(edge.len() - 2);
-            let level = left_level + 1;
-            let hash = node_hash(&left, &right);
-            edge.push((level, hash));
-            if level < STORED_LEVEL {
-                continue;
-            }
-            let node = Subtree {
-                level,
-                index: ((index as u64 + 1) >> level) - 1,
-            };
+        append_leaf(&mut edge, index as u64, leaf, |node, hash| {
+            let level = node.level;
             let first_leaf = node.leaves().start;
             match stored.remove(&node) {
                 Some(found) if found.as_slice() == hash.as_slice() => {}
@@ -553,7 +539,7 @@ async fn verify_journal(
                     },
                 ),
             }
-        }
+        });
     }
     let mut orphans: Vec<Subtree> = stored.into_keys().collect();
     orphans.sort();

@@ -215,40 +215,37 @@ impl From<HistoryEntry> for HistoryEntryDto {
     }
 }
 
-/// A page of accounts, in id (creation) order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AccountPage {
-    /// The accounts.
-    pub items: Vec<AccountDto>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
-impl From<Page<Account>> for AccountPage {
-    fn from(page: Page<Account>) -> Self {
-        Self {
-            items: page.items.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_cursor,
+/// Declares a page of `$item`s, made from the store's page of `$record`s:
+/// the items, and the cursor of the next page.
+macro_rules! page_dto {
+    ($(#[doc = $doc:tt])* $name:ident of $item:ident from $record:ident, items: $items_doc:tt) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Serialize, ToSchema)]
+        pub struct $name {
+            #[doc = $items_doc]
+            pub items: Vec<$item>,
+            /// Pass as `cursor` to get the next page; null on the last page.
+            #[schema(required = true)]
+            pub next_cursor: Option<String>,
         }
-    }
-}
 
-/// A page of an account's history, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryPage {
-    /// The entries.
-    pub items: Vec<HistoryEntryDto>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
-impl From<Page<HistoryEntry>> for HistoryPage {
-    fn from(page: Page<HistoryEntry>) -> Self {
-        Self {
-            items: page.items.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_cursor,
+        impl From<Page<$record>> for $name {
+            fn from(page: Page<$record>) -> Self {
+                Self {
+                    items: page.items.into_iter().map(Into::into).collect(),
+                    next_cursor: page.next_cursor,
+                }
+            }
         }
-    }
+    };
+}
+
+page_dto! {
+    /// A page of accounts, in id (creation) order.
+    AccountPage of AccountDto from Account, items: "The accounts."
+}
+
+page_dto! {
+    /// A page of an account's history, newest first.
+    HistoryPage of HistoryEntryDto from HistoryEntry, items: "The entries."
 }

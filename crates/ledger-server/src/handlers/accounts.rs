@@ -1,7 +1,6 @@
 //! Accounts: open, read, list, close, balance, history, deposits and
 //! withdrawals.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use ledger_domain::{AccountId, Currency, Decimal, Scope};
 use ledger_store::{HistoryQuery, NewAccount, Posting};
@@ -13,8 +12,10 @@ use crate::dto::{
     HistoryParams, ListAccountsParams, MovementRequest, OpenAccountRequest, TransferDto,
 };
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::handlers::responses::{AccountConflict, TransferCreated};
-use crate::handlers::AppState;
+use crate::handlers::responses::{
+    AccountConflict, AccountNotFound, BadId, BadWrite, TransferCreated,
+};
+use crate::handlers::{created, AppState};
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
 use crate::timestamp::instant;
 
@@ -34,8 +35,7 @@ use crate::timestamp::instant;
                 ("Location" = String, description = "The new account: `/accounts/{id}`."),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same key."),
             )),
-        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
-            body = Problem, content_type = "application/problem+json"),
+        BadWrite,
         (status = 409, description = "`account_exists`, `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance, reserved id, bad metadata), `idempotency_key_reused`.",
@@ -79,10 +79,8 @@ pub async fn open_account(
         .open_account(request, caller.idempotency_key(key.key()).as_ref())
         .await?;
     let account = AccountDto::from(outcome.value);
-    let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("/accounts/{}", account.id)));
-    mark_replayed(&mut response, outcome.replayed);
-    Ok(response.json(account))
+    let location = format!("/accounts/{}", account.id);
+    Ok(created(location, outcome.replayed, account))
 }
 
 /// Lists accounts in id order (creation order for generated ids).
@@ -119,9 +117,8 @@ pub async fn list_accounts(
     params(("id" = Uuid, Path, description = "The account id.")),
     responses(
         (status = 200, description = "The account.", body = AccountDto),
-        (status = 400, description = "`invalid_request`: the id is not a UUID.",
-            body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        BadId,
+        AccountNotFound,
     ),
 )]
 pub async fn get_account(
@@ -129,8 +126,7 @@ pub async fn get_account(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let account = state.ledger.get_account(account).await?;
     Ok(HttpResponse::Ok().json(AccountDto::from(account)))
 }
@@ -150,7 +146,7 @@ pub async fn get_account(
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the result of an earlier request with the same key."))),
         (status = 400, description = "`invalid_request`: the id is not a UUID, or a bad Idempotency-Key.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        AccountNotFound,
         (status = 409, description = "`account_not_empty`, `account_closed`; `account_closing` (another close of it is in progress: retry after `Retry-After`); `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (system accounts never close), `idempotency_key_reused`.",
@@ -163,8 +159,7 @@ pub async fn close_account(
     key: IdempotencyKeyHeader,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let outcome = caller
         .ledger(&state.ledger)
         .close_account(account, caller.idempotency_key(key.key()).as_ref())
@@ -184,7 +179,7 @@ pub async fn close_account(
         (status = 200, description = "The balance.", body = BalanceDto),
         (status = 400, description = "`invalid_request`: the id is not a UUID or `at` is not an RFC 3339 timestamp.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        AccountNotFound,
     ),
 )]
 pub async fn balance(
@@ -193,8 +188,7 @@ pub async fn balance(
     id: web::Path<Uuid>,
     params: web::Query<BalanceParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let balance = match params.at {
         Some(at) => state.ledger.balance_at(account, at.get()).await?,
         None => state.ledger.balance(account).await?,
@@ -212,7 +206,7 @@ pub async fn balance(
         (status = 200, description = "A page of the account's history.", body = HistoryPage),
         (status = 400, description = "`invalid_request`: bad id, limit, cursor or timestamp, unknown parameter.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        AccountNotFound,
     ),
 )]
 pub async fn history(
@@ -228,8 +222,7 @@ pub async fn history(
         cursor: params.cursor,
         limit: page_size(params.limit)?,
     };
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
+    let account = caller.account(*id)?;
     let page = state.ledger.history(account, &query).await?;
     Ok(HttpResponse::Ok().json(HistoryPage::from(page)))
 }
@@ -246,9 +239,8 @@ pub async fn history(
     ),
     responses(
         TransferCreated,
-        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
-            body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        BadWrite,
+        AccountNotFound,
         AccountConflict,
         (status = 422, description = "`validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
@@ -261,9 +253,9 @@ pub async fn deposit(
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
-    let posting = Posting::Deposit { account };
+    let posting = Posting::Deposit {
+        account: caller.account(*id)?,
+    };
     post_movement(&state, &caller, &key, body.into_inner(), posting).await
 }
 
@@ -279,9 +271,8 @@ pub async fn deposit(
     ),
     responses(
         TransferCreated,
-        (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields, bad id or Idempotency-Key.",
-            body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`account_not_found`.", body = Problem, content_type = "application/problem+json"),
+        BadWrite,
+        AccountNotFound,
         AccountConflict,
         (status = 422, description = "`insufficient_funds`, `validation_failed` (amount ≤ 0, too many decimals, above the maximum, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
@@ -294,9 +285,9 @@ pub async fn withdraw(
     id: web::Path<Uuid>,
     body: web::Json<MovementRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::from(*id);
-    caller.check_account(account)?;
-    let posting = Posting::Withdrawal { account };
+    let posting = Posting::Withdrawal {
+        account: caller.account(*id)?,
+    };
     post_movement(&state, &caller, &key, body.into_inner(), posting).await
 }
 
@@ -321,8 +312,5 @@ async fn post_movement(
 
 /// 201 with the transfer, its `Location`, and the replay marker.
 pub(crate) fn created_transfer(transfer: TransferDto, replayed: bool) -> HttpResponse {
-    let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("/transfers/{}", transfer.id)));
-    mark_replayed(&mut response, replayed);
-    response.json(transfer)
+    created(format!("/transfers/{}", transfer.id), replayed, transfer)
 }

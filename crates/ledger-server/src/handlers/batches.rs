@@ -1,6 +1,5 @@
 //! Atomic multi-leg batches of transfers.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use ledger_domain::{check_batch_size, AccountId, BatchId, DomainError};
 use ledger_store::BatchLeg;
@@ -9,8 +8,9 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::dto::{parse_metadata, BatchDto, BatchRequest, TransferRequest};
 use crate::error::{ApiError, Problem};
-use crate::handlers::AppState;
-use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
+use crate::handlers::responses::BadId;
+use crate::handlers::{created, AppState};
+use crate::idempotency::IdempotencyKeyHeader;
 
 /// Applies 1 to 8,189 transfers between customer accounts in order, all or
 /// nothing, at one `created_at`: every as-of read, history page and digest
@@ -76,10 +76,8 @@ pub async fn create_batch(
         .batch(legs, key.as_ref())
         .await?;
     let batch = BatchDto::from(outcome.value);
-    let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("/batches/{}", batch.id)));
-    mark_replayed(&mut response, outcome.replayed);
-    Ok(response.json(batch))
+    let location = format!("/batches/{}", batch.id);
+    Ok(created(location, outcome.replayed, batch))
 }
 
 /// Reads one batch: its transfers in leg order.
@@ -90,8 +88,7 @@ pub async fn create_batch(
     params(("id" = Uuid, Path, description = "The batch id.")),
     responses(
         (status = 200, description = "The batch.", body = BatchDto),
-        (status = 400, description = "`invalid_request`: the id is not a UUID.",
-            body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "`batch_not_found`.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -103,11 +100,7 @@ pub async fn get_batch(
     let id = BatchId::from(*id);
     let batch = state.ledger.get_batch(id).await?;
     // A restricted key sees a batch only when every leg touches its accounts.
-    let visible = batch
-        .transfers
-        .iter()
-        .all(|t| caller.may_use(t.source) || caller.may_use(t.destination));
-    if !visible {
+    if !batch.transfers.iter().all(|t| caller.may_see(t)) {
         return Err(DomainError::BatchNotFound(id).into());
     }
     Ok(HttpResponse::Ok().json(BatchDto::from(batch)))

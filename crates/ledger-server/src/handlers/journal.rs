@@ -4,12 +4,13 @@
 
 use actix_web::{web, HttpResponse};
 use ledger_domain::journal::TreeSizes;
-use ledger_domain::{DomainError, TransferId};
+use ledger_domain::TransferId;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::dto::{ConsistencyDto, ConsistencyParams, DigestDto, JournalParams, ProofDto};
 use crate::error::{ApiError, Problem};
+use crate::handlers::responses::TransferNotFound;
 use crate::handlers::AppState;
 use crate::timestamp::instant;
 
@@ -45,7 +46,7 @@ pub async fn digest(
         (status = 200, description = "The proof, with the digest it leads to.", body = ProofDto),
         (status = 400, description = "`invalid_request`: bad id or timestamp, unknown parameter.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`transfer_not_found`.", body = Problem, content_type = "application/problem+json"),
+        TransferNotFound,
         (status = 422, description = "`validation_failed`: `at` is not final yet, or the transfer is not before it.",
             body = Problem, content_type = "application/problem+json"),
     ),
@@ -59,10 +60,7 @@ pub async fn proof(
     let id = TransferId::from(*id);
     if caller.accounts().is_some() {
         // A restricted key proves only the transfers it may read.
-        let transfer = state.ledger.get_transfer(id).await?;
-        if !caller.may_use(transfer.source) && !caller.may_use(transfer.destination) {
-            return Err(DomainError::TransferNotFound(id).into());
-        }
+        caller.check_transfer(&state.ledger.get_transfer(id).await?)?;
     }
     let proof = state.ledger.proof(id, instant(params.at)).await?;
     Ok(HttpResponse::Ok().json(ProofDto::from(proof)))
@@ -81,7 +79,6 @@ pub async fn proof(
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `to` is larger than the tree at the final horizon.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`unavailable`.", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     ),

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::dto::{CreateKeyRequest, CreatedKeyDto, KeyDto, KeyList};
 use crate::error::{ApiError, Problem};
+use crate::handlers::responses::BadId;
 use crate::handlers::AppState;
 
 /// Makes an API key. The answer is the only time its secret is shown.
@@ -93,8 +94,7 @@ pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     params(("id" = Uuid, Path, description = "The key id.")),
     responses(
         (status = 200, description = "Revoked.", body = KeyDto),
-        (status = 400, description = "`invalid_request`: the id is not a UUID.",
-            body = Problem, content_type = "application/problem+json"),
+        BadId,
         (status = 404, description = "`api_key_not_found`.", body = Problem, content_type = "application/problem+json"),
     ),
 )]

@@ -12,15 +12,18 @@ pub mod transfers;
 
 use std::sync::Arc;
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use ledger_domain::Decimal;
 use ledger_store::Ledger;
+use serde::Serialize;
 
 use crate::admission::InFlight;
 use crate::auth::RateLimiter;
 use crate::config::ApiConfig;
 use crate::dto::AmountInput;
 use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::mark_replayed;
 use crate::metrics::Metrics;
 
 /// What every handler can reach.
@@ -65,6 +68,15 @@ impl AppState {
         }
         Ok(value)
     }
+}
+
+/// 201 with `body`, its `location` and the replay marker: the answer of a
+/// write that made something under an idempotency key.
+pub(crate) fn created(location: String, replayed: bool, body: impl Serialize) -> HttpResponse {
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, location));
+    mark_replayed(&mut response, replayed);
+    response.json(body)
 }
 
 /// The problem for a path that matches no route.

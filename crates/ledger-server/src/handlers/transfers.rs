@@ -1,14 +1,14 @@
 //! Transfers between customer accounts.
 
 use actix_web::{web, HttpResponse};
-use ledger_domain::{AccountId, DomainError, TransferId};
+use ledger_domain::{AccountId, TransferId};
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::dto::{parse_metadata, TransferDto, TransferRequest};
 use crate::error::{ApiError, Problem};
 use crate::handlers::accounts::created_transfer;
-use crate::handlers::responses::{AccountConflict, TransferCreated};
+use crate::handlers::responses::{AccountConflict, BadId, TransferCreated, TransferNotFound};
 use crate::handlers::AppState;
 use crate::idempotency::IdempotencyKeyHeader;
 
@@ -68,9 +68,8 @@ pub async fn create_transfer(
     params(("id" = Uuid, Path, description = "The transfer id.")),
     responses(
         (status = 200, description = "The transfer.", body = TransferDto),
-        (status = 400, description = "`invalid_request`: the id is not a UUID.",
-            body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`transfer_not_found`.", body = Problem, content_type = "application/problem+json"),
+        BadId,
+        TransferNotFound,
     ),
 )]
 pub async fn get_transfer(
@@ -80,10 +79,6 @@ pub async fn get_transfer(
 ) -> Result<HttpResponse, ApiError> {
     let id = TransferId::from(*id);
     let transfer = state.ledger.get_transfer(id).await?;
-    // A restricted key sees the transfers that touch its accounts; any other
-    // is, to it, a transfer that does not exist.
-    if !caller.may_use(transfer.source) && !caller.may_use(transfer.destination) {
-        return Err(DomainError::TransferNotFound(id).into());
-    }
+    caller.check_transfer(&transfer)?;
     Ok(HttpResponse::Ok().json(TransferDto::from(transfer)))
 }

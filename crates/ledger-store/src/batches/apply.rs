@@ -19,7 +19,7 @@ use crate::error::{
     constraint_violation, is_unique_violation, violates, Constraint, Context, WriteContext,
 };
 use crate::heads::{read_source_head, HEADS};
-use crate::records::{transfer_from_row, Transfer, TRANSFER_COLUMNS};
+use crate::records::{TransfersById, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
 /// How many times a batch is tried before the store gives up on contention.
@@ -203,18 +203,10 @@ impl Ledger {
         if inserted.len() != legs.len() {
             return Ok(Attempt::LostRace);
         }
-        let mut by_id: HashMap<Uuid, Transfer> = HashMap::with_capacity(inserted.len());
-        for row in &inserted {
-            let transfer = transfer_from_row(row)?;
-            by_id.insert(transfer.id.as_uuid(), transfer);
-        }
+        let mut by_id = TransfersById::read(&inserted)?;
         let transfers = transfer_ids
             .iter()
-            .map(|id| {
-                by_id.remove(&id.as_uuid()).ok_or_else(|| {
-                    StoreError::Internal(anyhow::anyhow!("an inserted leg was not returned"))
-                })
-            })
+            .map(|id| by_id.take(id.as_uuid(), || "an inserted leg was not returned".into()))
             .collect::<Result<Vec<_>, _>>()?;
         let ids: Vec<Uuid> = transfer_ids.iter().map(TransferId::as_uuid).collect();
         let statement = tx.prepare_cached(INSERT_BATCH).await?;

@@ -19,7 +19,6 @@
 //! and retries after a random pause. No batch ever waits on anything but a
 //! unique key, and none waits for long.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ use tracing::{debug, instrument};
 use uuid::Uuid;
 
 use crate::error::Context;
-use crate::records::{transfer_from_row, Outcome, Transfer, TRANSFER_COLUMNS};
+use crate::records::{find_one, Outcome, Transfer, TransfersById, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
 mod apply;
@@ -136,13 +135,13 @@ impl Ledger {
 }
 
 async fn fetch_batch(client: &impl GenericClient, id: BatchId) -> Result<Batch, StoreError> {
-    let statement = client
-        .prepare_cached("select created_at, transfer_ids from ledger.batches where batch_id = $1")
-        .await?;
-    let row = client
-        .query_opt(&statement, &[&id.as_uuid()])
-        .await?
-        .ok_or(DomainError::BatchNotFound(id))?;
+    let row = find_one(
+        client,
+        "select created_at, transfer_ids from ledger.batches where batch_id = $1",
+        &[&id.as_uuid()],
+        DomainError::BatchNotFound(id),
+    )
+    .await?;
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     let ids: Vec<Uuid> = row.try_get("transfer_ids")?;
     let statement = client
@@ -150,22 +149,14 @@ async fn fetch_batch(client: &impl GenericClient, id: BatchId) -> Result<Batch, 
             "select {TRANSFER_COLUMNS} from ledger.transfers where transfer_id = any($1::uuid[])"
         ))
         .await?;
-    let mut by_id: HashMap<Uuid, Transfer> = HashMap::with_capacity(ids.len());
-    for row in client
+    let rows = client
         .query(&statement, &[&ids])
         .await
-        .context("read a batch's transfers")?
-    {
-        let transfer = transfer_from_row(&row)?;
-        by_id.insert(transfer.id.as_uuid(), transfer);
-    }
+        .context("read a batch's transfers")?;
+    let mut by_id = TransfersById::read(&rows)?;
     let transfers = ids
         .iter()
-        .map(|id| {
-            by_id.remove(id).ok_or_else(|| {
-                StoreError::Internal(anyhow::anyhow!("batch {id} names a missing transfer"))
-            })
-        })
+        .map(|&id| by_id.take(id, || format!("batch {id} names a missing transfer")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Batch {
         id,

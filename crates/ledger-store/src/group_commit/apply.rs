@@ -23,7 +23,7 @@ use crate::error::{
 };
 use crate::heads::{read_destination, read_source_head, DESTINATIONS, HEADS};
 use crate::idempotency::{claim, Claim};
-use crate::records::{transfer_from_row, Transfer, TRANSFER_COLUMNS};
+use crate::records::{TransfersById, TRANSFER_COLUMNS};
 use crate::{Ledger, StoreError};
 
 /// A group's rows in one statement, in sequence order: the trigger of each
@@ -358,17 +358,10 @@ impl Ledger {
             if rows.len() != accepted.len() {
                 return Ok(Attempt::LostRace);
             }
-            let mut by_id: HashMap<Uuid, Transfer> = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let transfer = transfer_from_row(row)?;
-                by_id.insert(transfer.id.as_uuid(), transfer);
-            }
+            let mut by_id = TransfersById::read(&rows)?;
             for (index, _, _, opened_at) in accepted {
-                let transfer = by_id
-                    .remove(&legs[index].transfer_id.as_uuid())
-                    .ok_or_else(|| {
-                        StoreError::Internal(anyhow::anyhow!("an inserted leg was not returned"))
-                    })?;
+                let id = legs[index].transfer_id.as_uuid();
+                let transfer = by_id.take(id, || "an inserted leg was not returned".into())?;
                 answers[index] = Some(Ok(LegAnswer::Applied {
                     transfer,
                     opened_at,
