@@ -27,6 +27,20 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// A scrape taken once the service knows its final horizon (the test
+    /// server's ticker runs every 50 ms; a fresh database has one after its
+    /// first ticks), or after 10 s.
+    async fn scrape_once_final(app: &TestApp) -> Self {
+        let started = std::time::Instant::now();
+        loop {
+            let metrics = Self::scrape(app).await;
+            if metrics.has("ledger_horizon_lag_seconds") || started.elapsed().as_secs() >= 10 {
+                return metrics;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     async fn scrape(app: &TestApp) -> Self {
         let response = app
             .client
@@ -213,14 +227,7 @@ async fn metrics_show_the_build_the_pool_the_group_commit_and_the_horizon() {
         .expect_status(201);
     // The test server's horizon ticker runs every 50 ms; a fresh database
     // has a final horizon after its first ticks.
-    let started = std::time::Instant::now();
-    let metrics = loop {
-        let metrics = Metrics::scrape(&app).await;
-        if metrics.has("ledger_horizon_lag_seconds") || started.elapsed().as_secs() >= 10 {
-            break metrics;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let metrics = Metrics::scrape_once_final(&app).await;
 
     let build = metrics
         .samples("ledger_build_info", &[])
@@ -283,14 +290,7 @@ async fn the_sample_dashboard_queries_only_metrics_the_service_serves() {
     app.get("/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b")
         .await
         .expect_problem(404, "account_not_found");
-    let started = std::time::Instant::now();
-    let metrics = loop {
-        let metrics = Metrics::scrape(&app).await;
-        if metrics.has("ledger_horizon_lag_seconds") || started.elapsed().as_secs() >= 10 {
-            break metrics;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let metrics = Metrics::scrape_once_final(&app).await;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-ledger.json");
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard"))

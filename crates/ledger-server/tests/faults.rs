@@ -179,7 +179,7 @@ async fn ready_since(
         }
         assert!(
             since.elapsed() < within,
-            "not ready within {within:?} of the kill"
+            "not ready within {within:?} of the kill (or of the database's return)"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -266,7 +266,13 @@ async fn losing_the_database_mid_load_gets_503_with_retry_after_and_the_service_
     let down_until = Instant::now();
     run_blocking(&cluster, Cluster::resume).await;
     let up_at = Instant::now();
-    let ready_after = wait_until_ready(&http, server.address(), Duration::from_secs(30)).await;
+    let ready_after = ready_since(
+        &http,
+        server.address(),
+        Instant::now(),
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(
         load.wait_for_acks(1, Duration::from_secs(30)).await,
         "no transfer acknowledged within 30 s of PostgreSQL's return:\n{}",
@@ -381,26 +387,6 @@ async fn run_blocking(cluster: &Arc<Cluster>, action: fn(&Cluster) -> anyhow::Re
         .await
         .expect("the cluster task")
         .expect("the cluster command");
-}
-
-/// Polls `GET /ready` every 50 ms; returns how long it took to answer 200.
-async fn wait_until_ready(http: &reqwest::Client, address: &str, within: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let ready = http
-            .get(format!("{address}/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().as_u16() == 200);
-        if ready {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "not ready within {within:?} of PostgreSQL's return"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------

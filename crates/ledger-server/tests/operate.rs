@@ -140,18 +140,14 @@ async fn requests_beyond_the_in_flight_bound_are_shed_at_once_with_503_overloade
     }
     assert!((1..=MAX_IN_FLIGHT).contains(&applied), "{applied} applied");
     assert!(!shed.is_empty(), "nothing was shed");
-    let max_shed_latency = answers
-        .iter()
-        .filter(|(_, a)| a.status == 503)
-        .map(|(_, a)| a.latency)
-        .max()
-        .unwrap_or_default();
-    let min_applied_latency = answers
-        .iter()
-        .filter(|(_, a)| a.status == 201)
-        .map(|(_, a)| a.latency)
-        .min()
-        .unwrap_or_default();
+    let latencies = |status: u16| {
+        answers
+            .iter()
+            .filter(move |(_, a)| a.status == status)
+            .map(|(_, a)| a.latency)
+    };
+    let max_shed_latency = latencies(503).max().unwrap_or_default();
+    let min_applied_latency = latencies(201).min().unwrap_or_default();
 
     // A shed request did nothing: retried with its key (no more at once
     // than the bound), it is applied, and not as a replay.
