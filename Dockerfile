@@ -31,7 +31,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 ledger \
-    && useradd --system --uid 10001 --gid ledger --home-dir /nonexistent --shell /usr/sbin/nologin ledger
+    && useradd --system --uid 10001 --gid ledger --home-dir /nonexistent --shell /usr/sbin/nologin ledger \
+    # Where the first start keeps the admin API key (a volume in compose).
+    && install -d -o ledger -g ledger -m 0700 /keys
 USER ledger:ledger
 
 FROM runtime-base AS load
