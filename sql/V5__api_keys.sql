@@ -48,6 +48,9 @@ grant select, insert on ledger.api_keys, ledger.api_key_revocations to ledger_ap
 -- and the author is a fact about the request, recorded beside it.
 alter table ledger.transfers add column created_by uuid;
 alter table ledger.accounts add column opened_by uuid;
+-- A close is a write too: set once, in the same statement as closed_at.
+alter table ledger.accounts add column closed_by uuid;
+grant update (closed_by) on ledger.accounts to ledger_app;
 alter table ledger.batches add column created_by uuid;
 
 -- Idempotency keys are scoped per API key: the store records

@@ -372,6 +372,44 @@ async fn every_write_records_the_key_that_made_it() {
     assert_eq!(made.str("created_by"), key_id);
     let read = app.get(&format!("/transfers/{}", made.str("id"))).await;
     assert_eq!(read.str("created_by"), key_id, "as read back, for good");
+
+    // Opening and closing an account are writes too.
+    let admin = app.post("/keys", &json!({"scope": "admin"})).await;
+    let (admin_secret, admin_id) = (admin.str("key").to_owned(), admin.str("id").to_owned());
+    let opened = app
+        .send_as(
+            Some(&admin_secret),
+            Method::POST,
+            "/accounts",
+            Some(&json!({})),
+        )
+        .await;
+    opened.expect_status(201);
+    let account = opened.str("id").to_owned();
+    app.send_as(
+        Some(&admin_secret),
+        Method::DELETE,
+        &format!("/accounts/{account}"),
+        None,
+    )
+    .await
+    .expect_status(200);
+    let row = app
+        .database()
+        .connect()
+        .await
+        .expect("a connection")
+        .query_one(
+            "select opened_by::text, closed_by::text from ledger.accounts where account_id = $1",
+            &[&Uuid::parse_str(&account).expect("an id")],
+        )
+        .await
+        .expect("the account");
+    let (opened_by, closed_by): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(
+        (opened_by.as_str(), closed_by.as_str()),
+        (admin_id.as_str(), admin_id.as_str())
+    );
 }
 
 #[tokio::test]

@@ -155,12 +155,16 @@ impl Ledger {
         }
         let finish = closing
             .prepare_cached(
-                "update ledger.accounts set closed_at = clock_timestamp() \
+                "update ledger.accounts set closed_at = clock_timestamp(), closed_by = $2 \
                   where account_id = $1 and closed_at is null \
                     and closing_xid = pg_current_xact_id()",
             )
             .await?;
-        if closing.execute(&finish, &[&id.as_uuid()]).await? != 1 {
+        if closing
+            .execute(&finish, &[&id.as_uuid(), &self.author])
+            .await?
+            != 1
+        {
             // Nothing else may touch a live mark: this is a bug, and the close
             // must not answer as if it had happened.
             return Err(StoreError::Internal(anyhow::anyhow!(

@@ -128,7 +128,7 @@ impl Ledger {
 
     /// The same ledger, recording `key` as the author of every write made
     /// through the returned handle (`created_by` on transfers and batches,
-    /// `opened_by` on accounts). The HTTP layer makes one per request from
+    /// `opened_by` and `closed_by` on accounts). The HTTP layer makes one per request from
     /// the caller's API key; `None` records no author.
     pub fn as_author(&self, key: Option<uuid::Uuid>) -> Self {
         Self {
