@@ -463,3 +463,34 @@ async fn a_key_past_its_rate_is_answered_429_with_retry_after() {
         .await
         .expect_status(200);
 }
+
+#[tokio::test]
+async fn a_key_request_that_breaks_a_rule_is_refused_and_makes_no_key() {
+    let app = spawn_app().await;
+    let before = app.get("/keys").await.body["items"]
+        .as_array()
+        .map(Vec::len);
+    app.expect_posts_refused(
+        "/keys",
+        422,
+        "validation_failed",
+        [
+            (json!({"scope": "root"}), "no such scope"),
+            (json!({"accounts": []}), "an empty account list"),
+            (
+                json!({"name": "x".repeat(201)}),
+                "a name over 200 characters",
+            ),
+            (
+                json!({"name": "nul\u{0}byte"}),
+                "a NUL, which PostgreSQL text cannot hold",
+            ),
+            (json!({"name": "line\nbreak"}), "a control character"),
+        ],
+    )
+    .await;
+    let after = app.get("/keys").await.body["items"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(before, after, "no key was made");
+}

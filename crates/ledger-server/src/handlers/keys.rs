@@ -22,7 +22,7 @@ use crate::handlers::AppState;
         (status = 201, description = "Made: the secret and the key.", body = CreatedKeyDto),
         (status = 400, description = "`invalid_request`: malformed JSON, wrong types, unknown fields.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: an unknown scope, 0 or more than 1,000 accounts, a name over 200 characters.",
+        (status = 422, description = "`validation_failed`: an unknown scope, 0 or more than 1,000 accounts, a name over 200 characters or with control characters.",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -52,9 +52,13 @@ pub async fn create_key(
     if body
         .name
         .as_ref()
-        .is_some_and(|name| name.chars().count() > 200)
+        .is_some_and(|name| name.chars().count() > 200 || name.chars().any(char::is_control))
     {
-        return Err(ApiError::validation("name must be at most 200 characters"));
+        // PostgreSQL's text cannot hold U+0000: refused here, as a 422,
+        // rather than by the database as a 500.
+        return Err(ApiError::validation(
+            "name must be at most 200 characters, without control characters",
+        ));
     }
     let new = NewApiKey {
         scope,
