@@ -18,6 +18,8 @@ impl Ledger {
         self.read_balance(
             account,
             "select currency_code, ledger.balance(account_id) as balance, \
+                    ledger.held_at(account_id, clock_timestamp()) as held, \
+                    ledger.overdraft_limit(account_id) as overdraft_limit, \
                     clock_timestamp() as at, false as is_final \
                from ledger.accounts where account_id = $1",
             &[&account.as_uuid()],
@@ -40,6 +42,8 @@ impl Ledger {
             .read_balance(
                 account,
                 "select currency_code, ledger.balance_at(account_id, $2) as balance, \
+                        ledger.held_at(account_id, $2) as held, \
+                        ledger.overdraft_limit_at(account_id, $2) as overdraft_limit, \
                         $2 as at, $2 < ledger.final_horizon() as is_final \
                    from ledger.accounts where account_id = $1",
                 &[&account.as_uuid(), &query_at],
@@ -64,6 +68,8 @@ impl Ledger {
             account_id: account,
             currency: currency_of(row.try_get("currency_code")?)?,
             balance: row.try_get("balance")?,
+            held: row.try_get("held")?,
+            overdraft_limit: row.try_get("overdraft_limit")?,
             at: row.try_get("at")?,
             is_final: row.try_get("is_final")?,
         })
@@ -211,8 +217,10 @@ pub const PAGE_BYTE_BUDGET: i64 = 1 << 20;
 const ROW_BYTES: &str = "(512 + coalesce(octet_length(metadata::text), 0))";
 
 /// The history window: `$2` from, `$3` to, `$4`/`$5` the cursor (time, id);
-/// NULL means unbounded.
+/// NULL means unbounded. Only money movements: a hold's placement and a line
+/// change are rows of the log that move nothing (amount 0).
 const WINDOW: &str = "\
+    and amount > 0 \
     and created_at >= coalesce($2::timestamptz, '-infinity') \
     and created_at <= least(coalesce($3::timestamptz, 'infinity'), coalesce($4::timestamptz, 'infinity')) \
     and (created_at, transfer_id) < (coalesce($4::timestamptz, 'infinity'), \

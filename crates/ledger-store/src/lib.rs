@@ -19,6 +19,7 @@ mod cursor;
 mod error;
 mod group_commit;
 mod heads;
+mod holds;
 mod horizon;
 mod idempotency;
 mod journal;
@@ -57,9 +58,10 @@ pub mod sql {
     pub use crate::transfers::insert_transfer_sql;
 }
 pub use batches::{Batch, BatchLeg};
+pub use holds::{Hold, HoldExpiry, HoldStatus, NewHold};
 pub use records::{
     Account, Balance, Direction, HistoryEntry, HistoryQuery, NewAccount, Outcome, Page, Posting,
-    Transfer,
+    Transfer, TransferKind,
 };
 
 /// Handle to the ledger in PostgreSQL. Cheap to clone.

@@ -11,6 +11,8 @@ mod store {
     mod errors;
     mod group_commit;
     mod history;
+    mod holds;
+    mod holds_model;
     mod idempotency;
     mod journal;
     mod model_check;

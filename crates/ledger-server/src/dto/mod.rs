@@ -7,6 +7,7 @@
 mod accounts;
 mod batches;
 mod health;
+mod holds;
 mod journal;
 mod keys;
 mod transfers;
@@ -26,6 +27,7 @@ use utoipa::{PartialSchema, ToSchema};
 pub use accounts::*;
 pub use batches::*;
 pub use health::*;
+pub use holds::*;
 pub use journal::*;
 pub use keys::*;
 pub use transfers::*;

@@ -38,7 +38,7 @@ use crate::timestamp::instant;
         BadWrite,
         (status = 409, description = "`account_exists`, `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance, reserved id, bad metadata), `idempotency_key_reused`.",
+        (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance or overdraft line, reserved id, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -64,14 +64,23 @@ pub async fn open_account(
         .as_ref()
         .map(|amount| state.amount(amount, "initial_balance"))
         .transpose()?;
-    // Money in at opening is a deposit: it creates money.
-    if initial_balance.is_some_and(|amount| amount > Decimal::ZERO) {
+    let overdraft_limit = body
+        .overdraft_limit
+        .as_ref()
+        .map(|line| state.amount(line, "overdraft_limit"))
+        .transpose()?;
+    // Money in at opening is a deposit: it creates money; a line extends
+    // credit.
+    if initial_balance.is_some_and(|amount| amount > Decimal::ZERO)
+        || overdraft_limit.is_some_and(|line| line > Decimal::ZERO)
+    {
         caller.require(Scope::Treasury)?;
     }
     let request = NewAccount {
         id: body.id.map(AccountId::from),
         currency,
         initial_balance,
+        overdraft_limit,
         metadata: parse_metadata(body.metadata)?,
     };
     let outcome = caller

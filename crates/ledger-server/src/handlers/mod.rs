@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod batches;
 pub mod health;
+pub mod holds;
 pub mod journal;
 pub mod keys;
 pub mod responses;

@@ -80,5 +80,9 @@ pub async fn get_transfer(
     let id = TransferId::from(*id);
     let transfer = state.ledger.get_transfer(id).await?;
     caller.check_transfer(&transfer)?;
-    Ok(HttpResponse::Ok().json(TransferDto::from(transfer)))
+    let currency = transfer.currency;
+    let reversed = state.ledger.reversed_amount(id).await?;
+    let mut dto = TransferDto::from(transfer);
+    dto.reversed_amount = Some(crate::dto::Money::scaled(reversed, currency));
+    Ok(HttpResponse::Ok().json(dto))
 }
