@@ -231,24 +231,27 @@ pub fn decide(
 ) -> Result<Decision, DomainError> {
     check_request(operation, source.account, destination.account, amount)?;
     use AccountKind::{Customer, System};
-    let allowed = match operation {
+    // Which end may be which kind; the first end that may not is named.
+    let (source_allowed, destination_allowed) = match operation {
         Operation::Transfer | Operation::Hold | Operation::Capture { .. } => {
-            source.kind == Customer && destination.kind == Customer
+            (source.kind == Customer, destination.kind == Customer)
         }
-        Operation::Deposit => source.kind == System && destination.kind == Customer,
-        Operation::Withdrawal => source.kind == Customer && destination.kind == System,
+        Operation::Deposit => (source.kind == System, destination.kind == Customer),
         // A line is granted by the currency's system account.
-        Operation::OverdraftChange => source.kind == Customer && destination.kind == System,
+        Operation::Withdrawal | Operation::OverdraftChange => {
+            (source.kind == Customer, destination.kind == System)
+        }
         // Back along any transfer, deposit or withdrawal.
-        Operation::Reversal { .. } => source.kind == Customer || destination.kind == Customer,
+        Operation::Reversal { .. } => (
+            true,
+            source.kind == Customer || destination.kind == Customer,
+        ),
     };
-    if !allowed {
-        let system = if source.kind == System {
-            source.account
-        } else {
-            destination.account
-        };
-        return Err(DomainError::SystemAccount(system));
+    if !source_allowed {
+        return Err(DomainError::SystemAccount(source.account));
+    }
+    if !destination_allowed {
+        return Err(DomainError::SystemAccount(destination.account));
     }
     for (account, state) in [
         (source.account, source.state),
