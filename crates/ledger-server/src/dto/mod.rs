@@ -9,6 +9,8 @@ mod batches;
 mod health;
 mod journal;
 mod keys;
+mod queries;
+mod statements;
 mod transfers;
 
 use std::borrow::Cow;
@@ -28,6 +30,8 @@ pub use batches::*;
 pub use health::*;
 pub use journal::*;
 pub use keys::*;
+pub use queries::*;
+pub use statements::*;
 pub use transfers::*;
 
 use crate::error::ApiError;

@@ -1,7 +1,7 @@
 //! Accounts: open, read, list, close, balance, history, deposits and
 //! withdrawals.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use ledger_domain::{AccountId, Currency, Decimal, Scope};
 use ledger_store::{HistoryQuery, NewAccount, Posting};
 use uuid::Uuid;
@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::dto::{
     page_size, parse_metadata, AccountDto, AccountPage, BalanceDto, BalanceParams, HistoryPage,
-    HistoryParams, ListAccountsParams, MovementRequest, OpenAccountRequest, TransferDto,
+    HistoryParams, ListAccountsParams, MetadataFilter, MovementRequest, OpenAccountRequest,
+    split_metadata_filter, TransferDto,
 };
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::handlers::responses::{
@@ -91,19 +92,27 @@ pub async fn open_account(
     params(ListAccountsParams),
     responses(
         (status = 200, description = "A page of accounts.", body = AccountPage),
-        (status = 400, description = "`invalid_request`: bad limit or cursor, unknown parameter.",
+        (status = 400, description = "`invalid_request`: bad limit, cursor or metadata filter, unknown parameter.",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn list_accounts(
     state: web::Data<AppState>,
     caller: Caller,
-    params: web::Query<ListAccountsParams>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let (params, metadata) =
+        split_metadata_filter::<ListAccountsParams>(request.query_string())?;
     let limit = page_size(params.limit)?;
+    let metadata = metadata.map(MetadataFilter::into_value);
     let page = state
         .ledger
-        .list_accounts_among(params.cursor.as_deref(), limit, caller.accounts())
+        .list_accounts_among(
+            params.cursor.as_deref(),
+            limit,
+            caller.accounts(),
+            metadata.as_ref(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(AccountPage::from(page)))
 }

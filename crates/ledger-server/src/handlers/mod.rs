@@ -8,6 +8,7 @@ pub mod health;
 pub mod journal;
 pub mod keys;
 pub mod responses;
+pub mod statements;
 pub mod transfers;
 
 use std::sync::Arc;
