@@ -132,16 +132,16 @@ impl StatementReader {
                          amount, metadata, true as outgoing
                     from ledger.transfers
                    where source_account_id = $1 and amount > 0
-                     and created_at >= greatest($2, $4) and created_at < $3
-                     and (created_at, transfer_id) > ($4, $5)
+                     and created_at >= greatest($2::timestamptz, $4::timestamptz) and created_at < $3
+                     and (created_at, transfer_id) > ($4::timestamptz, $5::uuid)
                    order by created_at, transfer_id limit $6)
                  union all
                  (select transfer_id, created_at, source_account_id as counterparty,
                          amount, metadata, false as outgoing
                     from ledger.transfers
                    where destination_account_id = $1 and amount > 0
-                     and created_at >= greatest($2, $4) and created_at < $3
-                     and (created_at, transfer_id) > ($4, $5)
+                     and created_at >= greatest($2::timestamptz, $4::timestamptz) and created_at < $3
+                     and (created_at, transfer_id) > ($4::timestamptz, $5::uuid)
                    order by created_at, transfer_id limit $6)
                  order by created_at, transfer_id limit $6",
             )
