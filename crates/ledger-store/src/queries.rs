@@ -73,7 +73,10 @@ impl Ledger {
     /// at most `query.limit`, and no more than about [`PAGE_BYTE_BUDGET`]
     /// bytes of them (always at least one). Only money movements are listed
     /// (`amount > 0`): rows that move no money are not transfers.
-    pub async fn list_transfers(&self, query: &TransferQuery) -> Result<Page<Transfer>, StoreError> {
+    pub async fn list_transfers(
+        &self,
+        query: &TransferQuery,
+    ) -> Result<Page<Transfer>, StoreError> {
         let before = match &query.cursor {
             Some(cursor) => {
                 let position = self.cursor_key().await?.open(TRANSFERS_SCOPE, cursor)?;

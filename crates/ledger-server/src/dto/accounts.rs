@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{AmountInput, MetadataFilter, Money, TransferDto};
+use super::{AmountInput, Money, TransferDto};
 use crate::timestamp::Timestamp;
 
 /// Opens an account. Every field is optional: `{}` opens an account in the
@@ -55,13 +55,6 @@ pub struct ListAccountsParams {
     /// The `next_cursor` of the previous page, unchanged: cursors are signed,
     /// and any other value is refused with 400 `invalid_request`.
     pub cursor: Option<String>,
-    /// Metadata equality, `metadata[KEY]=VALUE` (e.g.
-    /// `metadata[customer]=C-9`): only accounts whose metadata has the
-    /// top-level key KEY with exactly the string VALUE. Up to 16 keys, all
-    /// of which must match; a key or value holds 1 to 256 bytes and no NUL.
-    #[serde(skip)]
-    #[param(style = DeepObject, explode, value_type = Option<HashMap<String, String>>)]
-    pub metadata: Option<MetadataFilter>,
 }
 
 /// Pagination and time window of an account's history.

@@ -70,13 +70,6 @@ pub struct ListTransfersParams {
     /// filters): cursors are signed, and any other value is refused with
     /// 400 `invalid_request`.
     pub cursor: Option<String>,
-    /// Metadata equality, `metadata[KEY]=VALUE` (e.g.
-    /// `metadata[order_id]=A-17`): only items whose metadata has the
-    /// top-level key KEY with exactly the string VALUE. Up to 16 keys, all
-    /// of which must match; a key or value holds 1 to 256 bytes and no NUL.
-    #[serde(skip)]
-    #[param(style = DeepObject, explode, value_type = Option<HashMap<String, String>>)]
-    pub metadata: Option<MetadataFilter>,
 }
 
 /// A parsed metadata filter: the object every listed item's metadata
@@ -144,7 +137,7 @@ pub fn split_metadata_filter<T: DeserializeOwned>(
         .map_err(|err| invalid(format!("invalid query string: {err}")))?;
     let params = serde_urlencoded::from_str(&rest)
         .map_err(|err| invalid(format!("invalid query string: {err}")))?;
-    let filter = (!filter.is_empty()).then(|| MetadataFilter(Value::Object(filter)));
+    let filter = (!filter.is_empty()).then_some(MetadataFilter(Value::Object(filter)));
     Ok((params, filter))
 }
 
@@ -207,9 +200,15 @@ mod tests {
             ("metadata[a][b]=x".to_owned(), "a nested key"),
             ("metadata[a=x".to_owned(), "no closing bracket"),
             ("metadata[a]=".to_owned(), "an empty value"),
-            ("metadata[a]=%00".to_owned(), "a NUL, which jsonb cannot hold"),
+            (
+                "metadata[a]=%00".to_owned(),
+                "a NUL, which jsonb cannot hold",
+            ),
             (format!("metadata[{long}]=x"), "a key too long"),
-            ("metadata[a]=1&metadata[a]=2".to_owned(), "a key given twice"),
+            (
+                "metadata[a]=1&metadata[a]=2".to_owned(),
+                "a key given twice",
+            ),
             (many.join("&"), "too many keys"),
             ("limit=5&colour=red".to_owned(), "an unknown parameter"),
         ];

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::dto::{
-    page_size, parse_metadata, AccountDto, AccountPage, BalanceDto, BalanceParams, HistoryPage,
-    HistoryParams, ListAccountsParams, MetadataFilter, MovementRequest, OpenAccountRequest,
-    split_metadata_filter, TransferDto,
+    page_size, parse_metadata, split_metadata_filter, AccountDto, AccountPage, BalanceDto,
+    BalanceParams, HistoryPage, HistoryParams, ListAccountsParams, MetadataFilter, MovementRequest,
+    OpenAccountRequest, TransferDto,
 };
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::handlers::responses::{
@@ -89,7 +89,11 @@ pub async fn open_account(
     get,
     path = "/accounts",
     tag = "accounts",
-    params(ListAccountsParams),
+    params(
+        ListAccountsParams,
+        ("metadata" = Option<HashMap<String, String>>, Query, style = DeepObject, explode,
+            description = "Metadata equality, `metadata[KEY]=VALUE` (e.g. `metadata[order_id]=A-17`): only items whose metadata has the top-level key KEY with exactly the string VALUE. Up to 16 keys, all of which must match; a key or value holds 1 to 256 bytes and no NUL. 400 `invalid_request` otherwise."),
+    ),
     responses(
         (status = 200, description = "A page of accounts.", body = AccountPage),
         (status = 400, description = "`invalid_request`: bad limit, cursor or metadata filter, unknown parameter.",
@@ -101,8 +105,7 @@ pub async fn list_accounts(
     caller: Caller,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (params, metadata) =
-        split_metadata_filter::<ListAccountsParams>(request.query_string())?;
+    let (params, metadata) = split_metadata_filter::<ListAccountsParams>(request.query_string())?;
     let limit = page_size(params.limit)?;
     let metadata = metadata.map(MetadataFilter::into_value);
     let page = state

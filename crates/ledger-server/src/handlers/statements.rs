@@ -69,16 +69,13 @@ pub async fn statement(
     };
     let mut head = String::new();
     writer.opening(from, reader.opening, &mut head);
-    let body = futures::stream::unfold(
-        Some((reader, Some(head))),
-        move |progress| async move {
-            let (reader, head) = progress?;
-            match head {
-                Some(head) => Some((Ok(Bytes::from(head)), Some((reader, None)))),
-                None => next_chunk(writer, reader).await,
-            }
-        },
-    );
+    let body = futures::stream::unfold(Some((reader, Some(head))), move |progress| async move {
+        let (reader, head) = progress?;
+        match head {
+            Some(head) => Some((Ok(Bytes::from(head)), Some((reader, None)))),
+            None => next_chunk(writer, reader).await,
+        }
+    });
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())
         .streaming(body))
@@ -90,7 +87,10 @@ pub async fn statement(
 async fn next_chunk(
     writer: StatementWriter,
     mut reader: StatementReader,
-) -> Option<(Result<Bytes, std::io::Error>, Option<(StatementReader, Option<String>)>)> {
+) -> Option<(
+    Result<Bytes, std::io::Error>,
+    Option<(StatementReader, Option<String>)>,
+)> {
     match reader.next_batch().await {
         Ok(lines) if lines.is_empty() => {
             let mut out = String::new();

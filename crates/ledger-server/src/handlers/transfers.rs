@@ -97,7 +97,11 @@ pub async fn get_transfer(
     get,
     path = "/transfers",
     tag = "transfers",
-    params(ListTransfersParams),
+    params(
+        ListTransfersParams,
+        ("metadata" = Option<HashMap<String, String>>, Query, style = DeepObject, explode,
+            description = "Metadata equality, `metadata[KEY]=VALUE` (e.g. `metadata[order_id]=A-17`): only items whose metadata has the top-level key KEY with exactly the string VALUE. Up to 16 keys, all of which must match; a key or value holds 1 to 256 bytes and no NUL. 400 `invalid_request` otherwise."),
+    ),
     responses(
         (status = 200, description = "A page of transfers, newest first.", body = TransferPage),
         (status = 400, description = "`invalid_request`: bad account id, limit, cursor, timestamp, consistency or metadata filter; unknown parameter.",
@@ -115,8 +119,7 @@ pub async fn list_transfers(
     caller: Caller,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (params, metadata) =
-        split_metadata_filter::<ListTransfersParams>(request.query_string())?;
+    let (params, metadata) = split_metadata_filter::<ListTransfersParams>(request.query_string())?;
     let account = params
         .account
         .map(|account| caller.account(account))
@@ -131,7 +134,11 @@ pub async fn list_transfers(
     }
     let query = TransferQuery {
         account,
-        currency: params.currency.as_deref().map(Currency::parse).transpose()?,
+        currency: params
+            .currency
+            .as_deref()
+            .map(Currency::parse)
+            .transpose()?,
         from: instant(params.from),
         to: instant(params.to),
         metadata: metadata.map(MetadataFilter::into_value),

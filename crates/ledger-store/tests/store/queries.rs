@@ -59,7 +59,11 @@ async fn only_final_transfers_are_listed_unless_the_latest_are_asked_for() {
     wait_until_final(&ledger, moved.created_at).await;
     let listed_final = listed(&ledger, &query()).await;
     assert_eq!(listed_final.first().map(|t| t.id), Some(moved.id));
-    assert_eq!(listed_final.len(), 2, "the transfer and a's opening deposit");
+    assert_eq!(
+        listed_final.len(),
+        2,
+        "the transfer and a's opening deposit"
+    );
 }
 
 #[tokio::test]
@@ -69,12 +73,24 @@ async fn every_filter_keeps_only_the_transfers_it_names() {
     let euro = open_in(&ledger, eur(), "5.00").await;
     let tagged = |value: serde_json::Value| Some(Metadata::parse(value).expect("metadata"));
     let a_to_b = ledger
-        .transfer(a, b, dec("1.00"), tagged(json!({"order": "A-1", "shop": "x"})), None)
+        .transfer(
+            a,
+            b,
+            dec("1.00"),
+            tagged(json!({"order": "A-1", "shop": "x"})),
+            None,
+        )
         .await
         .expect("transfer")
         .value;
     let b_to_c = ledger
-        .transfer(b, c, dec("2.00"), tagged(json!({"order": "A-1", "n": 1})), None)
+        .transfer(
+            b,
+            c,
+            dec("2.00"),
+            tagged(json!({"order": "A-1", "n": 1})),
+            None,
+        )
         .await
         .expect("transfer")
         .value;
@@ -129,7 +145,17 @@ async fn every_filter_keeps_only_the_transfers_it_names() {
                 currency: Some(eur()),
                 ..query()
             },
-            vec![listed(&ledger, &TransferQuery { account: Some(euro), ..query() }).await[0].id],
+            vec![
+                listed(
+                    &ledger,
+                    &TransferQuery {
+                        account: Some(euro),
+                        ..query()
+                    },
+                )
+                .await[0]
+                    .id,
+            ],
             "one currency: the euro account's opening deposit",
         ),
     ];
@@ -212,7 +238,13 @@ async fn a_statement_runs_from_the_opening_to_the_closing_balance_and_must_be_fi
     }
     let summary: Vec<(Direction, String, String)> = lines
         .iter()
-        .map(|l| (l.direction, l.amount.to_string(), l.balance_after.to_string()))
+        .map(|l| {
+            (
+                l.direction,
+                l.amount.to_string(),
+                l.balance_after.to_string(),
+            )
+        })
         .collect();
     let row = |d, amount: &str, after: &str| (d, amount.to_owned(), after.to_owned());
     assert_eq!(
