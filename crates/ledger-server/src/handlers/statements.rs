@@ -105,8 +105,10 @@ async fn next_chunk(
             Some((Ok(Bytes::from(out)), Some((reader, None))))
         }
         Err(err) => {
+            // Debug shows the cause (the database's message), which Display
+            // keeps to one line; this is the one place it is logged.
             tracing::error!(
-                error = %err,
+                error = ?err,
                 statement.lines = reader.lines(),
                 "a statement stopped after its first byte"
             );
