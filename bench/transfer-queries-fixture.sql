@@ -63,8 +63,8 @@ select '40000000-0000-4000-8000-000000000001', n, gen_random_uuid(),
        case when n % 10 = 0
             then jsonb_build_object('order_id', 'o' || n, 'shop', 's' || (n % 50)) end,
        sha256('fixture'::bytea)
-  from (select n, 1.00 + (n % 100) / 100.0 as amount,
-               sum(1.00 + (n % 100) / 100.0) over (order by n) as total
+  from (select n, round(1.00 + (n % 100) / 100.0, 2) as amount,
+               sum(round(1.00 + (n % 100) / 100.0, 2)) over (order by n) as total
           from generate_series(0, 999999) n) s;
 
 -- EUR: account k pays account k+1 (mod 100); its m-th payment is row 100 m + k.
