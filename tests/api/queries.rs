@@ -409,3 +409,33 @@ async fn bad_statement_requests_are_refused_before_the_first_byte() {
         .await
         .expect_problem(404, "account_not_found");
 }
+
+#[tokio::test]
+async fn a_statement_that_does_not_add_up_ends_without_its_closing_record() {
+    let (app, [a, b]) = spawn_app_with_accounts(["100.00", "0"]).await;
+    let moved = app.transfer(&a, &b, json!("30.00")).await;
+    settle(&app, &a, &moved).await;
+    // A tampered amount: the running balance (100 - 29) no longer ends
+    // where the ledger's as-of balance (from the running totals) does.
+    app.database()
+        .edit_transfer(moved.str("id"), "amount = 29.00")
+        .await;
+    let to = timestamp(&moved.body["created_at"]) + Duration::microseconds(1);
+
+    let path = format!(
+        "/accounts/{a}/statement?from=2000-01-01T00:00:00Z&to={}",
+        rfc3339(to)
+    );
+    let response = app.client.get(app.url(&path)).send().await.expect("GET");
+
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "the error came after the first byte"
+    );
+    let body = match response.bytes().await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => "<the transfer was cut>".to_owned(),
+    };
+    assert!(!body.contains("\r\nclosing,"), "{body}");
+}
