@@ -94,6 +94,16 @@ async fn a_hold_reserves_the_available_balance_and_a_partial_capture_releases_th
     // A hold's row is not a transfer: not in the history, not readable as one.
     let history = app.get(&format!("/accounts/{payer}/transfers")).await;
     assert_eq!(history.body["items"].as_array().map(Vec::len), Some(1));
+    let listed = app
+        .get(&format!("/transfers?account={payer}&consistency=latest"))
+        .await;
+    listed.expect_status(200);
+    assert_eq!(
+        listed.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "only the opening deposit: {}",
+        listed.body
+    );
     app.get(&format!("/transfers/{id}"))
         .await
         .expect_problem(404, "transfer_not_found");

@@ -15,4 +15,5 @@ mod metrics;
 mod openapi;
 mod operations;
 mod protocol;
+mod queries;
 mod transfers;

@@ -207,16 +207,18 @@ impl Ledger {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Account>, StoreError> {
-        self.list_accounts_among(cursor, limit, None).await
+        self.list_accounts_among(cursor, limit, None, None).await
     }
 
     /// [`Self::list_accounts`], of `among` only when given (the accounts an
-    /// API key is restricted to).
+    /// API key is restricted to), and only those whose metadata contains
+    /// `metadata` when given (`@>`: each top-level key with that value).
     pub async fn list_accounts_among(
         &self,
         cursor: Option<&str>,
         limit: u32,
         among: Option<&[AccountId]>,
+        metadata: Option<&serde_json::Value>,
     ) -> Result<Page<Account>, StoreError> {
         let among: Option<Vec<uuid::Uuid>> =
             among.map(|ids| ids.iter().map(AccountId::as_uuid).collect());
@@ -231,6 +233,13 @@ impl Ledger {
         };
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let client = self.client().await?;
+        // Two statements rather than `$5 is null or …`: a generic plan of
+        // the catch-all could not use the metadata index (V7).
+        let metadata_filter = if metadata.is_some() {
+            "and metadata is not null and metadata @> $5"
+        } else {
+            "and $5::jsonb is null"
+        };
         // The byte budget is applied in SQL, so accounts past it are neither
         // sent nor have their balance computed (see `history`).
         let statement = client
@@ -245,6 +254,7 @@ impl Ledger {
                              from ledger.accounts
                             where account_id > $1
                               and ($4::uuid[] is null or account_id = any($4))
+                              {metadata_filter}
                             order by account_id limit $2) a
                  ) p
                  where bytes_before < $3
@@ -255,7 +265,13 @@ impl Ledger {
         let rows = client
             .query(
                 &statement,
-                &[&after, &(i64::from(limit) + 1), &PAGE_BYTE_BUDGET, &among],
+                &[
+                    &after,
+                    &(i64::from(limit) + 1),
+                    &PAGE_BYTE_BUDGET,
+                    &among,
+                    &metadata,
+                ],
             )
             .await?;
         let matched: i64 = match rows.first() {

@@ -253,7 +253,7 @@ async fn exists(client: &impl GenericClient, account: AccountId) -> Result<(), S
 /// A history cursor's position is `<created_at in µs>_<transfer id>` of the
 /// last entry returned: stable across inserts. Its MAC (see `cursor`) has
 /// been checked already; the range check is the second line of defence.
-fn parse_history_position(position: &str) -> Result<(DateTime<Utc>, Uuid), StoreError> {
+pub(crate) fn parse_history_position(position: &str) -> Result<(DateTime<Utc>, Uuid), StoreError> {
     let (micros, id) = position.split_once('_').ok_or(StoreError::InvalidCursor)?;
     let micros: i64 = micros.parse().map_err(|_| StoreError::InvalidCursor)?;
     let time = DateTime::<Utc>::from_timestamp_micros(micros)

@@ -25,8 +25,10 @@ mod idempotency;
 mod journal;
 mod keys;
 mod migrate;
+mod queries;
 mod records;
 mod slots;
+mod statements;
 mod transfers;
 mod verify;
 
@@ -49,6 +51,8 @@ pub use error::{Constraint, StoreError};
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{ConsistencyProof, Digest, InclusionProof, TreeHead};
 pub use keys::{ApiKey, NewApiKey};
+pub use queries::TransferQuery;
+pub use statements::{StatementLine, StatementReader};
 pub use verify::{CurrencyTotal, VerifyReport, Violation, RULES};
 
 /// The statements of the transfer write path, for benchmarks that must drive

@@ -17,4 +17,5 @@ mod store {
     mod journal;
     mod model_check;
     mod money;
+    mod queries;
 }

@@ -10,6 +10,8 @@ mod health;
 mod holds;
 mod journal;
 mod keys;
+mod queries;
+mod statements;
 mod transfers;
 
 use std::borrow::Cow;
@@ -30,6 +32,8 @@ pub use health::*;
 pub use holds::*;
 pub use journal::*;
 pub use keys::*;
+pub use queries::*;
+pub use statements::*;
 pub use transfers::*;
 
 use crate::error::ApiError;

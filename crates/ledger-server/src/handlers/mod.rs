@@ -9,6 +9,7 @@ pub mod holds;
 pub mod journal;
 pub mod keys;
 pub mod responses;
+pub mod statements;
 pub mod transfers;
 
 use std::sync::Arc;
