@@ -42,6 +42,17 @@ pub struct Config {
     pub journal_concurrency: usize,
     /// `LEDGER_LOG_FORMAT`: pretty (for people) or JSON (for machines).
     pub log_format: LogFormat,
+    /// `LEDGER_REPLICA_URLS`: streaming replicas of the database, comma
+    /// separated (none by default). Reads that opt in, and final as-of
+    /// reads, may be served by them; see README "Reads on replicas".
+    pub replica_urls: Vec<String>,
+    /// `LEDGER_REPLICA_MAX_LAG_MS`: a replica further behind serves no
+    /// `?consistency=replica` read (default 1,000).
+    pub replica_max_lag: Duration,
+    /// `LEDGER_REPLICA_WAIT_MS`: how long a read with `Ledger-Min-Position`
+    /// waits for a replica to replay it before the primary answers it
+    /// (default 50).
+    pub replica_wait: Duration,
     /// The part of the configuration the HTTP handlers need.
     pub api: ApiConfig,
 }
@@ -224,6 +235,18 @@ impl Config {
                 "json" => Ok(LogFormat::Json),
                 _ => Err("expected pretty or json".to_owned()),
             })?,
+            replica_urls: env
+                .get("LEDGER_REPLICA_URLS")
+                .map(|urls| {
+                    urls.split(',')
+                        .map(str::trim)
+                        .filter(|url| !url.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            replica_max_lag: env.millis("LEDGER_REPLICA_MAX_LAG_MS", 1_000)?,
+            replica_wait: env.millis("LEDGER_REPLICA_WAIT_MS", 50)?,
             api,
         })
     }
@@ -237,6 +260,9 @@ impl Config {
         store.journal_concurrency = self.journal_concurrency;
         store.group_max_legs = self.group_max_legs;
         store.source_queue_max_legs = self.source_queue_max_legs;
+        store.replica_urls = self.replica_urls.clone();
+        store.replica_max_lag = self.replica_max_lag;
+        store.replica_wait = self.replica_wait;
         store
     }
 }

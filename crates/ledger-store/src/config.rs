@@ -34,6 +34,15 @@ pub struct StoreConfig {
     pub journal_concurrency: usize,
     /// How long a digest or proof waits for its turn before giving up.
     pub journal_wait: Duration,
+    /// Streaming replicas (hot standbys of the primary) that reads may be
+    /// routed to; each gets a pool of `pool_size` (see `replicas`).
+    pub replica_urls: Vec<String>,
+    /// A replica lagging more than this serves no stale read
+    /// (`?consistency=replica`).
+    pub replica_max_lag: Duration,
+    /// How long a read with a position waits for a replica to replay it
+    /// before it goes to the primary.
+    pub replica_wait: Duration,
 }
 
 /// The largest group the store applies in one transaction. A leg with an
@@ -57,6 +66,9 @@ impl StoreConfig {
             close_wait: Duration::from_secs(10),
             journal_concurrency: 2,
             journal_wait: Duration::from_secs(30),
+            replica_urls: Vec::new(),
+            replica_max_lag: Duration::from_secs(1),
+            replica_wait: Duration::from_millis(50),
         }
     }
 }

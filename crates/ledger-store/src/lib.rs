@@ -25,6 +25,7 @@ mod journal;
 mod keys;
 mod migrate;
 mod records;
+mod replicas;
 mod slots;
 mod transfers;
 mod verify;
@@ -48,6 +49,10 @@ pub use error::{Constraint, StoreError};
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{ConsistencyProof, Digest, InclusionProof, TreeHead};
 pub use keys::{ApiKey, NewApiKey};
+pub use replicas::{
+    Fallback, ReadConsistency, ReadKind, ReplicaStatus, Routed, RoutingStatus, ServedBy,
+    WalPosition,
+};
 pub use verify::{CurrencyTotal, VerifyReport, Violation, RULES};
 
 /// The statements of the transfer write path, for benchmarks that must drive
@@ -65,7 +70,16 @@ pub use records::{
 /// Handle to the ledger in PostgreSQL. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
+    /// The pool this handle reads from: the primary's, or a replica's on a
+    /// handle made by the read router (see `replicas`).
     pool: Pool,
+    /// The primary's pool: every write, whatever `pool` is.
+    primary_pool: Pool,
+    /// The streaming replicas reads may be routed to.
+    replicas: Arc<replicas::Replicas>,
+    /// On a replica handle serving a read with a position: the replay
+    /// position every connection it takes must have reached.
+    read_floor: Option<WalPosition>,
     config: Arc<StoreConfig>,
     /// System accounts known to exist (they are never deleted).
     known_system_accounts: Arc<RwLock<HashSet<AccountId>>>,
@@ -111,7 +125,10 @@ impl Ledger {
     pub fn connect(config: StoreConfig) -> Result<Self, StoreError> {
         let pool = config::build_pool(&config)?;
         Ok(Self {
+            primary_pool: pool.clone(),
             pool,
+            replicas: Arc::new(replicas::Replicas::connect(&config)?),
+            read_floor: None,
             close_slots: Slots::new((config.pool_size / 4).max(1)),
             journal_slots: Slots::new(config.journal_concurrency.max(1)),
             config: Arc::new(config),
@@ -200,6 +217,10 @@ impl Ledger {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(StoreError::from_pool)
+        let client = self.pool.get().await.map_err(StoreError::from_pool)?;
+        if let Some(floor) = self.read_floor {
+            Self::check_floor(&client, floor).await?;
+        }
+        Ok(client)
     }
 }
