@@ -25,7 +25,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use tokio_postgres::error::SqlState;
 use tracing::{info, warn};
 
 use crate::{config, Ledger, StoreConfig, StoreError};
@@ -326,22 +325,16 @@ pub struct RoutingStatus {
     pub fallbacks: [[u64; 5]; 3],
 }
 
-/// Whether `err` says the replica, not the read, failed: the connection, or
-/// a query cancelled by a replay conflict (SQLSTATE 40001 on a standby,
-/// 40P01 for a lock conflict).
+/// Whether `err` says the replica, not the read, failed: anything but an
+/// answer about the request itself (a rule's refusal, a bad cursor). That
+/// covers a lost connection, a query cancelled by a replay conflict
+/// (SQLSTATE 40001 on a standby), and a database not replayed there yet
+/// (3D000 when the pool connects).
 fn is_replica_failure(err: &StoreError) -> bool {
-    match err {
-        StoreError::Unavailable(_) => true,
-        StoreError::Internal(cause) => cause
-            .chain()
-            .filter_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
-            .filter_map(tokio_postgres::Error::code)
-            .any(|code| {
-                *code == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *code == SqlState::T_R_DEADLOCK_DETECTED
-            }),
-        _ => false,
-    }
+    !matches!(
+        err,
+        StoreError::Domain(_) | StoreError::LegRefused { .. } | StoreError::InvalidCursor
+    )
 }
 
 impl Ledger {
