@@ -94,9 +94,10 @@ pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario,
     Ok(scenario)
 }
 
-/// The account a classic user opened, kept in its session.
+/// The account a classic user opened, kept in its session, with the
+/// `Ledger-Position` of the user's last write (`--read-your-writes`).
 #[derive(Clone)]
-struct OwnAccount(Uuid);
+struct OwnAccount(Uuid, Option<String>);
 
 /// Classic, on start: open an account with the initial balance and offer it
 /// to the other users as a destination.
@@ -137,7 +138,7 @@ async fn open_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError
     if is_positive(&shared.initial_balance) {
         shared.recorder.created_row();
     }
-    user.set_session_data(OwnAccount(id));
+    user.set_session_data(OwnAccount(id, None));
     shared.add_account(id);
     Ok(id)
 }
@@ -145,7 +146,7 @@ async fn open_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError
 /// The user's own account, opening it again if the on-start open failed.
 async fn own_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError>> {
     match user.get_session_data::<OwnAccount>() {
-        Some(OwnAccount(id)) => Ok(*id),
+        Some(OwnAccount(id, _)) => Ok(*id),
         None => open_account(user).await,
     }
 }
@@ -344,6 +345,12 @@ async fn call(
     if let Some(body) = body {
         builder = builder.json(body);
     }
+    // Read-your-writes: a balance read asks for the user's last write.
+    if shared.read_your_writes && kind == Kind::Balance {
+        if let Some(OwnAccount(_, Some(position))) = user.get_session_data::<OwnAccount>() {
+            builder = builder.header("Ledger-Min-Position", position.as_str());
+        }
+    }
     let request = GooseRequest::builder()
         .method(method)
         .path(path)
@@ -377,6 +384,15 @@ async fn call(
         }
     };
     let status = response.status();
+    if shared.read_your_writes && status.is_success() {
+        let position = response
+            .headers()
+            .get("ledger-position")
+            .and_then(|value| value.to_str().ok());
+        if let (Some(position), Some(own)) = (position, user.get_session_data_mut::<OwnAccount>()) {
+            own.1 = Some(position.to_owned());
+        }
+    }
     let text = match response.text().await {
         Ok(text) => text,
         Err(err) => {
