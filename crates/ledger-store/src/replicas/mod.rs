@@ -17,53 +17,21 @@
 //! ("Reads on replicas").
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::{config, Ledger, StoreConfig, StoreError};
 
-/// A position in the primary's write-ahead log (an LSN), e.g. `0/3000060`.
-/// Every write response carries one read after its commit; a replica that
-/// has replayed that far sees the write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WalPosition(u64);
+mod monitor;
+mod position;
 
-impl WalPosition {
-    /// The position as one number (bytes since the start of the log).
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-impl FromStr for WalPosition {
-    type Err = String;
-
-    /// Parses PostgreSQL's `pg_lsn` text: two hexadecimal halves, `X/Y`.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{text:?} is not a WAL position like 0/16B3748");
-        let (high, low) = text.split_once('/').ok_or_else(bad)?;
-        let half = |part: &str| {
-            if part.is_empty() || part.len() > 8 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad());
-            }
-            u32::from_str_radix(part, 16).map_err(|_| bad())
-        };
-        Ok(Self((u64::from(half(high)?) << 32) | u64::from(half(low)?)))
-    }
-}
-
-impl fmt::Display for WalPosition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
-}
+use monitor::MAX_SAMPLES;
+pub use position::WalPosition;
 
 /// What a read needs from the server that answers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,10 +183,6 @@ pub(crate) struct Replicas {
     samples: Mutex<VecDeque<(Instant, WalPosition)>>,
 }
 
-/// How many samples of the primary's position are kept: at the monitor's
-/// 50 ms, 20 s; a replica further behind counts as lagging without bound.
-const MAX_SAMPLES: usize = 400;
-
 impl Replicas {
     pub(crate) fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let list = config
@@ -261,32 +225,6 @@ impl Replicas {
 
     fn fell_back(&self, kind: ReadKind, why: Fallback) {
         self.fallbacks[kind.index()][why as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn sample(&self, position: WalPosition) {
-        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        if samples.len() == MAX_SAMPLES {
-            samples.pop_front();
-        }
-        samples.push_back((Instant::now(), position));
-    }
-
-    /// The lag of a replica that has replayed `replayed`: 0 when it has
-    /// everything of the newest sample, else the age of the newest sample
-    /// it has; `u64::MAX` when it has none of them.
-    fn lag_of(&self, replayed: WalPosition) -> u64 {
-        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        match samples.back() {
-            None => u64::MAX,
-            Some((_, newest)) if replayed >= *newest => 0,
-            Some(_) => samples
-                .iter()
-                .rev()
-                .find(|(_, position)| *position <= replayed)
-                .map_or(u64::MAX, |(at, _)| {
-                    u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)
-                }),
-        }
     }
 }
 
@@ -582,49 +520,6 @@ impl Ledger {
             }),
         }
     }
-
-    /// Measures every replica every `interval`, forever: samples the
-    /// primary's position, reads each replica's replay position, and from
-    /// the two its lag. A replica that does not answer is down until it
-    /// answers again. The service runs this when replicas are configured.
-    pub async fn run_replica_monitor(self, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if let Ok(position) = self.wal_position().await {
-                self.replicas.sample(position);
-            }
-            for replica in &self.replicas.list {
-                let measured = tokio::time::timeout(interval.max(Duration::from_secs(1)), async {
-                    let client = replica.pool.get().await.map_err(StoreError::from_pool)?;
-                    let row = client
-                        .query_one("select pg_last_wal_replay_lsn()::text", &[])
-                        .await?;
-                    let text: Option<&str> = row.get(0);
-                    text.unwrap_or("0/0")
-                        .parse::<WalPosition>()
-                        .map_err(|err| StoreError::Internal(anyhow::anyhow!(err)))
-                })
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable("the replica did not answer".into()))
-                });
-                match measured {
-                    Ok(replayed) => {
-                        replica.replayed.store(replayed.0, Ordering::Relaxed);
-                        replica
-                            .lag_ms
-                            .store(self.replicas.lag_of(replayed), Ordering::Relaxed);
-                        if !replica.up.swap(true, Ordering::Relaxed) {
-                            info!(replica = %replica.name, "replica is up again; reads go to it");
-                        }
-                    }
-                    Err(err) => replica.mark_down(&err),
-                }
-            }
-        }
-    }
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -634,32 +529,6 @@ fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wal_positions_parse_and_print_as_postgresql_writes_them() {
-        for text in ["0/0", "0/16B3748", "1/0", "FFFFFFFF/FFFFFFFF"] {
-            let position: WalPosition = text.parse().expect(text);
-            assert_eq!(position.to_string(), text);
-        }
-        let low: WalPosition = "0/FFFFFFFF".parse().expect("low");
-        let high: WalPosition = "1/0".parse().expect("high");
-        assert!(low < high, "the high half orders first");
-    }
-
-    #[test]
-    fn malformed_wal_positions_are_refused() {
-        for (text, why) in [
-            ("", "empty"),
-            ("16B3748", "no slash"),
-            ("0/", "empty low half"),
-            ("/1", "empty high half"),
-            ("0/G", "not hexadecimal"),
-            ("0/123456789", "more than 32 bits"),
-            ("-1/0", "a sign"),
-        ] {
-            assert!(text.parse::<WalPosition>().is_err(), "{why}: {text:?}");
-        }
-    }
 
     #[test]
     fn a_replica_is_named_by_host_and_port_without_credentials() {
