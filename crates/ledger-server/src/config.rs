@@ -408,6 +408,33 @@ mod tests {
     }
 
     #[test]
+    fn replicas_are_a_comma_separated_list_passed_to_the_store() {
+        let none = config_from(&[]).expect("valid");
+        assert!(
+            none.store().replica_urls.is_empty(),
+            "no replica by default"
+        );
+        let config = config_from(&[
+            (
+                "LEDGER_REPLICA_URLS",
+                " postgres://r1:5432/ledger , ,postgres://r2:5432/ledger",
+            ),
+            ("LEDGER_REPLICA_WAIT_MS", "20"),
+            ("LEDGER_REPLICA_MAX_LAG_MS", "250"),
+        ])
+        .expect("valid");
+        let store = config.store();
+        assert_eq!(
+            store.replica_urls,
+            ["postgres://r1:5432/ledger", "postgres://r2:5432/ledger"],
+            "trimmed, empty entries dropped"
+        );
+        assert_eq!(store.replica_wait, Duration::from_millis(20));
+        assert_eq!(store.replica_max_lag, Duration::from_millis(250));
+        assert!(config_from(&[("LEDGER_REPLICA_WAIT_MS", "0")]).is_err());
+    }
+
+    #[test]
     fn invalid_values_name_the_variable() {
         let cases = [
             (
