@@ -118,6 +118,7 @@ stop_server() {
 
 init_primary() {
   [[ -f "$PRIMARY_DIR/PG_VERSION" ]] && return 0
+  FRESH_PRIMARY=1
   make_dir "$PRIMARY_DIR"
   log "initialising the primary in $PRIMARY_DIR"
   as_pg "$BINDIR/initdb" -D "$PRIMARY_DIR" -U postgres --auth=trust \
@@ -139,6 +140,12 @@ EOF
 }
 
 init_replica() {
+  # A standby of an earlier primary (its data folder was deleted) cannot
+  # stream from this one: take a new base backup.
+  if (( ${FRESH_PRIMARY:-0} )) && [[ -e "$REPLICA_DIR" ]]; then
+    stop_server "$REPLICA_DIR"
+    rm -rf "$REPLICA_DIR"
+  fi
   [[ -f "$REPLICA_DIR/PG_VERSION" ]] && return 0
   make_dir "$REPLICA_DIR"
   log "taking a base backup of the primary into $REPLICA_DIR"
