@@ -5,6 +5,8 @@
 #   scripts/bench.sh               # everything below
 #   scripts/bench.sh --quick       # 20 s phases, classic at 300 users: a ~3 min check of the bench itself
 #   scripts/bench.sh --find-knee   # only step 5: classic users up until p99 > 100 ms
+#   scripts/bench.sh --replica     # the classic model with and without a streaming replica
+#                                  # (scripts/bench-replica.sh: ~3 min, its own primary + standby)
 #
 # 0. builds `ledger` and `ledger-load` in release, makes PostgreSQL available
 #    (scripts/ensure-postgres.sh) and seeds a database with the pool of
@@ -62,8 +64,9 @@ case "${1:-}" in
   "") ;;
   --quick) mode=quick ;;
   --find-knee) mode=knee ;;
+  --replica) exec "$(dirname "${BASH_SOURCE[0]}")/bench-replica.sh" ;;
   -h | --help) header_help; exit 0 ;;
-  *) log "usage: $0 [--quick|--find-knee]"; exit 2 ;;
+  *) log "usage: $0 [--quick|--find-knee|--replica]"; exit 2 ;;
 esac
 
 SECS="${BENCH_SECS:-60}"

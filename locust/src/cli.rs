@@ -193,6 +193,13 @@ pub struct RunArgs {
     /// Pause between a user's requests, in ms, such as 1000..3000 [classic 1000..3000, others none]
     #[arg(long, value_name = "MIN..MAX")]
     pub wait: Option<WaitRange>,
+    /// Classic: send each user's last Ledger-Position as Ledger-Min-Position on its balance reads
+    ///
+    /// With replicas (LEDGER_REPLICA_URLS) those reads may then be served by
+    /// a replica, never older than the user's own last write; the service's
+    /// /metrics says how many were (ledger_replica_reads_total).
+    #[arg(long)]
+    pub read_your_writes: bool,
     /// Concurrent requests while opening the scenario's accounts
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub setup_concurrency: usize,

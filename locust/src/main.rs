@@ -148,7 +148,8 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
             args.single_source,
             history_from,
         )
-        .with_batch_legs(args.batch_legs),
+        .with_batch_legs(args.batch_legs)
+        .with_read_your_writes(args.read_your_writes),
     )?;
     if let Some(opened) = &opened {
         if setup::is_positive(&initial_balance) {

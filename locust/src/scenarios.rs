@@ -116,11 +116,13 @@ pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario,
 }
 
 /// The account a classic or cards user opened, kept in its session (goose
-/// keeps one value per user), and a cards user's authorization waiting to
+/// keeps one value per user), with the `Ledger-Position` of the user's last
+/// write (`--read-your-writes`) and a cards user's authorization waiting to
 /// be settled.
 #[derive(Clone)]
 struct OwnAccount {
     id: Uuid,
+    position: Option<String>,
     pending_hold: Option<Uuid>,
 }
 
@@ -165,6 +167,7 @@ async fn open_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError
     }
     user.set_session_data(OwnAccount {
         id,
+        position: None,
         pending_hold: None,
     });
     shared.add_account(id);
@@ -431,6 +434,15 @@ async fn call(
     if let Some(body) = body {
         builder = builder.json(body);
     }
+    // Read-your-writes: a balance read asks for the user's last write.
+    if shared.read_your_writes && kind == Kind::Balance {
+        if let Some(position) = user
+            .get_session_data::<OwnAccount>()
+            .and_then(|own| own.position.as_ref())
+        {
+            builder = builder.header("Ledger-Min-Position", position.as_str());
+        }
+    }
     let request = GooseRequest::builder()
         .method(method)
         .path(path)
@@ -464,6 +476,15 @@ async fn call(
         }
     };
     let status = response.status();
+    if shared.read_your_writes && status.is_success() {
+        let position = response
+            .headers()
+            .get("ledger-position")
+            .and_then(|value| value.to_str().ok());
+        if let (Some(position), Some(own)) = (position, user.get_session_data_mut::<OwnAccount>()) {
+            own.position = Some(position.to_owned());
+        }
+    }
     let text = match response.text().await {
         Ok(text) => text,
         Err(err) => {

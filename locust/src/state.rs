@@ -32,6 +32,8 @@ pub struct Shared {
     pub history_from: DateTime<Utc>,
     /// Batch scenario: transfers per batch.
     pub batch_legs: usize,
+    /// Classic: balance reads carry the user's last write position.
+    pub read_your_writes: bool,
     /// Every request goes here.
     pub recorder: Recorder,
     started_users: AtomicUsize,
@@ -83,6 +85,7 @@ impl Shared {
             single_source,
             history_from,
             batch_legs: 1,
+            read_your_writes: false,
             recorder: Recorder::new(),
             started_users: AtomicUsize::new(0),
         }
@@ -91,6 +94,12 @@ impl Shared {
     /// The batch scenario's transfers per batch.
     pub fn with_batch_legs(mut self, legs: usize) -> Self {
         self.batch_legs = legs;
+        self
+    }
+
+    /// Classic: balance reads carry the user's last write position.
+    pub fn with_read_your_writes(mut self, on: bool) -> Self {
+        self.read_your_writes = on;
         self
     }
 

@@ -159,12 +159,16 @@ fn cors(origins: &[String]) -> Cors {
             header::ACCEPT,
             header::HeaderName::from_static(crate::idempotency::IDEMPOTENCY_KEY_HEADER),
             header::HeaderName::from_static(telemetry::REQUEST_ID_HEADER),
+            header::HeaderName::from_static(crate::replication::MIN_POSITION_HEADER),
         ])
         .expose_headers([
             header::LOCATION,
             header::RETRY_AFTER,
             header::HeaderName::from_static(crate::idempotency::REPLAYED_HEADER),
             header::HeaderName::from_static(telemetry::REQUEST_ID_HEADER),
+            header::HeaderName::from_static(crate::replication::POSITION_HEADER),
+            header::HeaderName::from_static(crate::replication::SERVED_BY_HEADER),
+            header::HeaderName::from_static(crate::replication::REPLICA_LAG_HEADER),
         ])
         .max_age(3600);
     for origin in origins {

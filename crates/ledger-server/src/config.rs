@@ -50,6 +50,17 @@ pub struct Config {
     pub hold_expiry_interval: Duration,
     /// `LEDGER_LOG_FORMAT`: pretty (for people) or JSON (for machines).
     pub log_format: LogFormat,
+    /// `LEDGER_REPLICA_URLS`: streaming replicas of the database, comma
+    /// separated (none by default). Reads that opt in, and final as-of
+    /// reads, may be served by them; see README "Reads on replicas".
+    pub replica_urls: Vec<String>,
+    /// `LEDGER_REPLICA_MAX_LAG_MS`: a replica further behind serves no
+    /// `?consistency=replica` read (default 1,000).
+    pub replica_max_lag: Duration,
+    /// `LEDGER_REPLICA_WAIT_MS`: how long a read with `Ledger-Min-Position`
+    /// waits for a replica to replay it before the primary answers it
+    /// (default 50).
+    pub replica_wait: Duration,
     /// The part of the configuration the HTTP handlers need.
     pub api: ApiConfig,
 }
@@ -243,6 +254,18 @@ impl Config {
                 "json" => Ok(LogFormat::Json),
                 _ => Err("expected pretty or json".to_owned()),
             })?,
+            replica_urls: env
+                .get("LEDGER_REPLICA_URLS")
+                .map(|urls| {
+                    urls.split(',')
+                        .map(str::trim)
+                        .filter(|url| !url.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            replica_max_lag: env.millis("LEDGER_REPLICA_MAX_LAG_MS", 1_000)?,
+            replica_wait: env.millis("LEDGER_REPLICA_WAIT_MS", 50)?,
             api,
         })
     }
@@ -258,6 +281,9 @@ impl Config {
         store.source_queue_max_legs = self.source_queue_max_legs;
         store.hold_default_timeout = self.hold_default_timeout;
         store.hold_max_timeout = self.hold_max_timeout.max(self.hold_default_timeout);
+        store.replica_urls = self.replica_urls.clone();
+        store.replica_max_lag = self.replica_max_lag;
+        store.replica_wait = self.replica_wait;
         store
     }
 }
@@ -400,6 +426,33 @@ mod tests {
         assert_eq!(config.workers, 3);
         assert_eq!(config.api.max_in_flight, 4);
         assert_eq!(config.metrics_addr.map(|a| a.port()), Some(9090));
+    }
+
+    #[test]
+    fn replicas_are_a_comma_separated_list_passed_to_the_store() {
+        let none = config_from(&[]).expect("valid");
+        assert!(
+            none.store().replica_urls.is_empty(),
+            "no replica by default"
+        );
+        let config = config_from(&[
+            (
+                "LEDGER_REPLICA_URLS",
+                " postgres://r1:5432/ledger , ,postgres://r2:5432/ledger",
+            ),
+            ("LEDGER_REPLICA_WAIT_MS", "20"),
+            ("LEDGER_REPLICA_MAX_LAG_MS", "250"),
+        ])
+        .expect("valid");
+        let store = config.store();
+        assert_eq!(
+            store.replica_urls,
+            ["postgres://r1:5432/ledger", "postgres://r2:5432/ledger"],
+            "trimmed, empty entries dropped"
+        );
+        assert_eq!(store.replica_wait, Duration::from_millis(20));
+        assert_eq!(store.replica_max_lag, Duration::from_millis(250));
+        assert!(config_from(&[("LEDGER_REPLICA_WAIT_MS", "0")]).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod replication;
 pub mod routes;
 pub mod telemetry;
 pub mod timestamp;

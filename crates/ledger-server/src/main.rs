@@ -110,6 +110,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .run_journal_sequencer(config.horizon_interval),
     );
     tokio::spawn(ledger.clone().run_hold_expiry(config.hold_expiry_interval));
+    if ledger.has_replicas() {
+        // Lag and liveness of every replica; the read router uses both.
+        tokio::spawn(
+            ledger
+                .clone()
+                .run_replica_monitor(std::time::Duration::from_millis(50)),
+        );
+    }
 
     let listener = TcpListener::bind(config.listen_addr)
         .with_context(|| format!("Failed to listen on {}", config.listen_addr))?;

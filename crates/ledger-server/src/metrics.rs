@@ -72,6 +72,10 @@ const GROUP_REFUSED: &str = "ledger_group_commit_refused_groups_total";
 const GROUP_QUEUE_FULL: &str = "ledger_group_commit_queue_full_total";
 const GROUP_QUEUE_WAIT: &str = "ledger_group_commit_queue_wait_seconds_total";
 const GROUP_BUSY: &str = "ledger_group_commit_group_seconds_total";
+const REPLICA_UP: &str = "ledger_replica_up";
+const REPLICA_LAG: &str = "ledger_replica_lag_seconds";
+const REPLICA_READS: &str = "ledger_replica_reads_total";
+const PRIMARY_FALLBACKS: &str = "ledger_replica_fallbacks_total";
 
 /// Request latency buckets, in seconds: from a cached read (≈ 0.2 ms) to the
 /// statement timeout (5 s) and beyond.
@@ -189,6 +193,7 @@ impl Metrics {
             counter!(LOST_RACES, "writer" => "batch").absolute(ledger.batch_lost_races());
             counter!(GROUP_REFUSED).absolute(group.refused_groups);
             counter!(GROUP_QUEUE_FULL).absolute(group.queue_full);
+            record_routing(&ledger.routing_status());
         });
         self.handle.run_upkeep();
         let mut text = self.handle.render();
@@ -197,7 +202,53 @@ impl Metrics {
     }
 }
 
+/// Each replica's state and reads, and the reads that could have gone to
+/// a replica but went to the primary, by why.
+fn record_routing(status: &ledger_store::RoutingStatus) {
+    for replica in &status.replicas {
+        let name = replica.name.clone();
+        gauge!(REPLICA_UP, "replica" => name.clone()).set(if replica.up { 1.0 } else { 0.0 });
+        if let Some(lag_ms) = replica.lag_ms {
+            gauge!(REPLICA_LAG, "replica" => name.clone()).set(lag_ms as f64 / 1e3);
+        }
+        for (kind, served) in ledger_store::ReadKind::ALL.iter().zip(replica.served) {
+            counter!(REPLICA_READS, "replica" => name.clone(), "read" => kind.name())
+                .absolute(served);
+        }
+    }
+    if status.replicas.is_empty() {
+        return;
+    }
+    for (kind, fallbacks) in ledger_store::ReadKind::ALL.iter().zip(status.fallbacks) {
+        for (why, count) in ledger_store::Fallback::ALL.iter().zip(fallbacks) {
+            counter!(PRIMARY_FALLBACKS, "read" => kind.name(), "reason" => why.name())
+                .absolute(count);
+        }
+    }
+}
+
 fn describe() {
+    describe_gauge!(
+        REPLICA_UP,
+        "1 while a replica (LEDGER_REPLICA_URLS) answers its checks, 0 while its reads go elsewhere."
+    );
+    describe_gauge!(
+        REPLICA_LAG,
+        Unit::Seconds,
+        "How far behind the primary a replica is: the age of the newest primary WAL position \
+         (sampled every 50 ms) it has replayed; 0 when it has the newest."
+    );
+    describe_counter!(
+        REPLICA_READS,
+        "Reads a replica answered, by replica and read: final (as-of, by default), min_position \
+         (Ledger-Min-Position), stale (consistency=replica)."
+    );
+    describe_counter!(
+        PRIMARY_FALLBACKS,
+        "Reads that could have gone to a replica but the primary answered, by read and reason: \
+         no_replica, behind (position not replayed within LEDGER_REPLICA_WAIT_MS), lagging, \
+         failed, not_final."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the labels say which build is running (version, git_sha)."

@@ -15,9 +15,9 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa_actix_web::OpenApiFactory;
 
-use crate::auth;
 use crate::error::ApiError;
 use crate::handlers::{accounts, batches, health, holds, journal, keys, statements, transfers};
+use crate::{auth, replication};
 
 /// One operation: a handler with the `#[utoipa::path]` that describes it.
 pub struct Operation {
@@ -156,11 +156,18 @@ pub fn register(
             let routes = group
                 .into_iter()
                 .map(|operation| {
+                    let route = match operation.method {
+                        // Every write answers with its WAL position (reads
+                        // on replicas with read-your-writes; see
+                        // `replication`): one place, not every handler.
+                        HttpMethod::Get | HttpMethod::Head => operation.route,
+                        _ => operation.route.wrap(from_fn(replication::mark_position)),
+                    };
                     let route = match operation.scope {
-                        None => operation.route,
-                        Some(scope) => operation
-                            .route
-                            .wrap(from_fn(move |req, next| auth::authorize(scope, req, next))),
+                        None => route,
+                        Some(scope) => {
+                            route.wrap(from_fn(move |req, next| auth::authorize(scope, req, next)))
+                        }
                     };
                     (operation.method, route)
                 })

@@ -38,6 +38,15 @@ pub struct StoreConfig {
     pub hold_default_timeout: Duration,
     /// The longest life a hold may ask for.
     pub hold_max_timeout: Duration,
+    /// Streaming replicas (hot standbys of the primary) that reads may be
+    /// routed to; each gets a pool of `pool_size` (see `replicas`).
+    pub replica_urls: Vec<String>,
+    /// A replica lagging more than this serves no stale read
+    /// (`?consistency=replica`).
+    pub replica_max_lag: Duration,
+    /// How long a read with a position waits for a replica to replay it
+    /// before it goes to the primary.
+    pub replica_wait: Duration,
 }
 
 /// The largest group the store applies in one transaction. A leg with an
@@ -63,6 +72,9 @@ impl StoreConfig {
             journal_wait: Duration::from_secs(30),
             hold_default_timeout: Duration::from_secs(7 * 24 * 3600),
             hold_max_timeout: Duration::from_secs(30 * 24 * 3600),
+            replica_urls: Vec::new(),
+            replica_max_lag: Duration::from_secs(1),
+            replica_wait: Duration::from_millis(50),
         }
     }
 }

@@ -34,6 +34,10 @@ pub enum StoreError {
     /// The database cannot be reached, or did not answer in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A replica has not replayed the position a read needs yet; the read
+    /// router tries again or goes to the primary, so no caller sees it.
+    #[error("the replica has not replayed the position yet")]
+    ReplicaBehind,
     /// The store was configured wrongly.
     #[error("invalid store configuration: {0}")]
     Config(String),
@@ -53,6 +57,7 @@ impl StoreError {
             Self::Contention(_) => "contention",
             Self::QueueFull(_) => "queue_full",
             Self::Unavailable(_) => "unavailable",
+            Self::ReplicaBehind => "replica_behind",
             Self::Config(_) => "config",
             Self::Internal(_) => "internal",
         }

@@ -27,6 +27,7 @@ mod keys;
 mod migrate;
 mod queries;
 mod records;
+mod replicas;
 mod slots;
 mod statements;
 mod transfers;
@@ -52,6 +53,10 @@ pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{ConsistencyProof, Digest, InclusionProof, TreeHead};
 pub use keys::{ApiKey, NewApiKey};
 pub use queries::TransferQuery;
+pub use replicas::{
+    Fallback, ReadConsistency, ReadKind, ReplicaStatus, Routed, RoutingStatus, ServedBy,
+    WalPosition,
+};
 pub use statements::{StatementLine, StatementReader};
 pub use verify::{CurrencyTotal, VerifyReport, Violation, RULES};
 
@@ -71,7 +76,16 @@ pub use records::{
 /// Handle to the ledger in PostgreSQL. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
+    /// The pool this handle reads from: the primary's, or a replica's on a
+    /// handle made by the read router (see `replicas`).
     pool: Pool,
+    /// The primary's pool: every write, whatever `pool` is.
+    primary_pool: Pool,
+    /// The streaming replicas reads may be routed to.
+    replicas: Arc<replicas::Replicas>,
+    /// On a replica handle serving a read with a position: the replay
+    /// position every connection it takes must have reached.
+    read_floor: Option<WalPosition>,
     config: Arc<StoreConfig>,
     /// System accounts known to exist (they are never deleted).
     known_system_accounts: Arc<RwLock<HashSet<AccountId>>>,
@@ -117,7 +131,10 @@ impl Ledger {
     pub fn connect(config: StoreConfig) -> Result<Self, StoreError> {
         let pool = config::build_pool(&config)?;
         Ok(Self {
+            primary_pool: pool.clone(),
             pool,
+            replicas: Arc::new(replicas::Replicas::connect(&config)?),
+            read_floor: None,
             close_slots: Slots::new((config.pool_size / 4).max(1)),
             journal_slots: Slots::new(config.journal_concurrency.max(1)),
             config: Arc::new(config),
@@ -206,6 +223,10 @@ impl Ledger {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(StoreError::from_pool)
+        let client = self.pool.get().await.map_err(StoreError::from_pool)?;
+        if let Some(floor) = self.read_floor {
+            Self::check_floor(&client, floor).await?;
+        }
+        Ok(client)
     }
 }

@@ -63,6 +63,13 @@ impl TestDatabase {
         &self.url
     }
 
+    /// The URL of this database on another server reached at `server_url`
+    /// (any database of it): a streaming replica of the server it was
+    /// created on, where it appears once replayed.
+    pub fn url_on(&self, server_url: &str) -> String {
+        with_database(server_url, &self.name).expect("a valid server URL")
+    }
+
     /// A store on this database with default limits.
     pub fn ledger(&self) -> Ledger {
         self.ledger_with(|_| {})

@@ -81,6 +81,9 @@ pub struct HistoryParams {
     /// truncated to whole microseconds).
     #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<Timestamp>,
+    /// `replica`: may be served by a streaming replica, stale by at most
+    /// the `Ledger-Replica-Lag` it answers with. Default `primary`.
+    pub consistency: Option<crate::replication::Consistency>,
 }
 
 /// The point in time of a balance.
@@ -94,6 +97,9 @@ pub struct BalanceParams {
     /// balance when absent.
     #[param(value_type = Option<DateTime<Utc>>)]
     pub at: Option<Timestamp>,
+    /// `replica`: may be served by a streaming replica, stale by at most
+    /// the `Ledger-Replica-Lag` it answers with. Default `primary`.
+    pub consistency: Option<crate::replication::Consistency>,
 }
 
 /// Whether an account belongs to a client or is its currency's system

@@ -267,7 +267,9 @@ impl ApiError {
                 tracing::warn!(error = %err, "write queue of a source is full");
                 Self::new(ErrorCode::Unavailable, err.to_string())
             }
-            StoreError::Unavailable(_) => {
+            // The read router never lets ReplicaBehind out (it goes to the
+            // primary instead); were it to, it is a retry-later, not a bug.
+            StoreError::Unavailable(_) | StoreError::ReplicaBehind => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::new(
                     ErrorCode::Unavailable,

@@ -18,6 +18,7 @@ use crate::handlers::responses::{
 };
 use crate::handlers::{created, AppState};
 use crate::idempotency::{mark_replayed, IdempotencyKeyHeader};
+use crate::replication::{MinPositionHeader, ReadPreference};
 use crate::timestamp::instant;
 
 /// Opens an account, optionally with an initial balance deposited in the
@@ -190,12 +191,15 @@ pub async fn close_account(
     Ok(response.json(AccountDto::from(outcome.value)))
 }
 
-/// An account's balance now, or as of a point in time (`at`).
+/// An account's balance now, or as of a point in time (`at`). A final
+/// as-of balance may be served by a streaming replica (it is the same on
+/// every server); any other read only when the client opts in
+/// (`Ledger-Min-Position`, `consistency=replica`).
 #[utoipa::path(
     get,
     path = "/accounts/{id}/balance",
     tag = "accounts",
-    params(("id" = Uuid, Path, description = "The account id."), BalanceParams),
+    params(("id" = Uuid, Path, description = "The account id."), BalanceParams, MinPositionHeader),
     responses(
         (status = 200, description = "The balance.", body = BalanceDto),
         (status = 400, description = "`invalid_request`: the id is not a UUID or `at` is not an RFC 3339 timestamp.",
@@ -208,13 +212,37 @@ pub async fn balance(
     caller: Caller,
     id: web::Path<Uuid>,
     params: web::Query<BalanceParams>,
+    preference: ReadPreference,
 ) -> Result<HttpResponse, ApiError> {
     let account = caller.account(*id)?;
-    let balance = match params.at {
-        Some(at) => state.ledger.balance_at(account, at.get()).await?,
-        None => state.ledger.balance(account).await?,
+    let ledger = &state.ledger;
+    let routed = match params.at.map(|at| at.get()) {
+        Some(at) if !preference.opted_in() => {
+            ledger
+                .read_final(
+                    |ledger| async move { ledger.balance_at(account, at).await },
+                    |balance| balance.is_final,
+                )
+                .await?
+        }
+        Some(at) => {
+            ledger
+                .read_routed(preference.consistency(), |ledger| async move {
+                    ledger.balance_at(account, at).await
+                })
+                .await?
+        }
+        None => {
+            ledger
+                .read_routed(preference.consistency(), |ledger| async move {
+                    ledger.balance(account).await
+                })
+                .await?
+        }
     };
-    Ok(HttpResponse::Ok().json(BalanceDto::from(balance)))
+    let mut response = HttpResponse::Ok();
+    preference.mark(&mut response, &routed.served_by);
+    Ok(response.json(BalanceDto::from(routed.value)))
 }
 
 /// The transfers into and out of an account, newest first.
@@ -222,7 +250,7 @@ pub async fn balance(
     get,
     path = "/accounts/{id}/transfers",
     tag = "accounts",
-    params(("id" = Uuid, Path, description = "The account id."), HistoryParams),
+    params(("id" = Uuid, Path, description = "The account id."), HistoryParams, MinPositionHeader),
     responses(
         (status = 200, description = "A page of the account's history.", body = HistoryPage),
         (status = 400, description = "`invalid_request`: bad id, limit, cursor or timestamp, unknown parameter.",
@@ -235,6 +263,7 @@ pub async fn history(
     caller: Caller,
     id: web::Path<Uuid>,
     params: web::Query<HistoryParams>,
+    preference: ReadPreference,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let query = HistoryQuery {
@@ -244,8 +273,16 @@ pub async fn history(
         limit: page_size(params.limit)?,
     };
     let account = caller.account(*id)?;
-    let page = state.ledger.history(account, &query).await?;
-    Ok(HttpResponse::Ok().json(HistoryPage::from(page)))
+    let query = &query;
+    let routed = state
+        .ledger
+        .read_routed(preference.consistency(), |ledger| async move {
+            ledger.history(account, query).await
+        })
+        .await?;
+    let mut response = HttpResponse::Ok();
+    preference.mark(&mut response, &routed.served_by);
+    Ok(response.json(HistoryPage::from(routed.value)))
 }
 
 /// Deposits money into an account, from its currency's system account.

@@ -538,6 +538,7 @@ fn replicate(err: &StoreError) -> StoreError {
         StoreError::Contention(account) => StoreError::Contention(*account),
         StoreError::QueueFull(account) => StoreError::QueueFull(*account),
         StoreError::Unavailable(text) => StoreError::Unavailable(text.clone()),
+        StoreError::ReplicaBehind => StoreError::ReplicaBehind,
         StoreError::Config(text) => StoreError::Config(text.clone()),
         StoreError::Internal(cause) => StoreError::Internal(anyhow::anyhow!("{cause:#}")),
     }

@@ -77,6 +77,25 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
     start_in_process(ledger, Some(db), adjust).await
 }
 
+/// Starts the server in-process on `db` with adjusted store settings (its
+/// replicas, for instance), and the replica monitor when it has replicas,
+/// as `ledger serve` does.
+pub async fn spawn_app_on(db: TestDatabase, adjust: impl FnOnce(&mut StoreConfig)) -> TestApp {
+    let ledger = db.ledger_with(|config| {
+        config.pool_size = 16;
+        adjust(config);
+    });
+    if ledger.has_replicas() {
+        // Ends with the test's runtime.
+        tokio::spawn(
+            ledger
+                .clone()
+                .run_replica_monitor(Duration::from_millis(50)),
+        );
+    }
+    start_in_process(ledger, Some(db), |_| {}).await
+}
+
 /// Starts the server in-process against a database that cannot be reached.
 pub async fn spawn_app_without_database() -> TestApp {
     let mut config = StoreConfig::new("postgres://postgres@127.0.0.1:1/unreachable");
