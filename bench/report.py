@@ -200,6 +200,17 @@ def table(results):
             f"no pauses, {deposits['run_time_s']} s, 2,000 accounts | "
             f"**{fmt(deposits['transfers_201_per_s'], 0)} deposits/s** | {fmt(deposits['p50_ms'], 2)} "
             f"| {fmt(deposits['p99_ms'], 2)} | {failures(deposits)} | {cpu_note(deposits['cpu'])} |")
+    cards = results.get("cards")
+    if cards:
+        kinds = cards["by_kind"]
+        per_s = {kind: kinds.get(kind, {}).get("ok_per_s", 0.0) for kind in ("hold", "capture", "void")}
+        lines.append(
+            f"| Cards: authorize (hold), then capture 90 % / void 10 %, balance checks between | "
+            f"{cards['users']} users, 0.2–1 s pauses, {cards['run_time_s']} s after ramp-up | "
+            f"**{fmt(cards['requests_per_s'], 0)} requests/s** ({fmt(per_s['hold'], 0)} holds/s, "
+            f"{fmt(per_s['capture'], 0)} captures/s, {fmt(per_s['void'], 0)} voids/s); ledger check "
+            f"{'passed' if cards['ledger_check'] else 'FAILED'} | {fmt(cards['p50_ms'], 2)} "
+            f"| {fmt(cards['p99_ms'], 2)} | {failures(cards)} | {cpu_note(cards['cpu'])} |")
     for name in ["classic"] + sorted((k for k in results if k.startswith("knee-")), key=lambda k: int(k[5:])):
         run = results.get(name)
         if not run:
@@ -386,7 +397,7 @@ def main():
     ref = reference(out)
     if ref:
         results["reference"] = ref
-    for name in ["throughput", "hot", "hotzipf", "deposits", "batch", "classic"] + [
+    for name in ["throughput", "hot", "hotzipf", "deposits", "batch", "cards", "classic"] + [
             os.path.basename(p)[:-5] for p in glob.glob(os.path.join(out, "knee-*.json"))]:
         run = http(out, name)
         if run:

@@ -27,6 +27,10 @@
 #    user by default: 1,000-leg batches over the same accounts contend for
 #    the same sequence numbers and retry (measured on 2,000 accounts, 20 s:
 #    1 user 7.6 batches/s, 2 users 3.5/s, 4 users 2.5/s);
+#    then the cards scenario: CARDS_USERS (200) users each authorizing a
+#    payment (a hold), settling it at their next turn (capture 9 in 10, void
+#    1 in 10) and checking their balance between, 0.2–1 s pauses, with the
+#    ledger check after it like every phase;
 # 4. the classic user model at 1000 users (1–3 s pauses);
 # 5. (--find-knee) the classic model at 1000, 1500, 2000, … users until the
 #    p99 passes 100 ms.
@@ -260,6 +264,12 @@ if [[ "$mode" != knee ]]; then
     --scenario batch --accounts "$ACCOUNTS" --batch-legs "${BATCH_LEGS:-1000}" \
     --users "${BATCH_USERS:-1}" --increase-rate "${BATCH_USERS:-1}" --run-time "${HOT_SECS}s" \
     || { failures=$((failures + 1)); log "batch phase failed"; }
+
+  phase "3/4 cards: ${CARDS_USERS:-200} users authorizing (holds) and settling (capture 90 %, void 10 %), ${HOT_SECS}s"
+  run_phase cards ledger_bench_cards "$POOL_SIZE" load_run cards \
+    --scenario cards --users "${CARDS_USERS:-200}" --increase-rate "${CARDS_RATE:-50}" \
+    --run-time "${HOT_SECS}s" \
+    || { failures=$((failures + 1)); log "cards phase failed"; }
 
   phase "4/4 classic user model: $CLASSIC_USERS users, ${CLASSIC_SECS}s after ramp-up at $CLASSIC_RATE users/s"
   run_phase classic ledger_bench_classic "$POOL_SIZE" load_run classic \

@@ -103,7 +103,8 @@ async fn a_wrong_method_is_a_method_not_allowed_problem_listing_the_allowed_ones
             "/accounts/01937a1e-5b4c-7d2f-9a3b-2c4d5e6f7a8b",
             "GET, HEAD, DELETE",
         ),
-        (Method::GET, "/transfers", "POST"),
+        (Method::DELETE, "/transfers", "POST, GET, HEAD"),
+        (Method::GET, "/holds", "POST"),
         (Method::POST, "/openapi.json", "GET, HEAD"),
         (Method::DELETE, "/docs/index.html", "GET, HEAD"),
     ];
