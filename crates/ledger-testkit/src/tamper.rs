@@ -13,7 +13,7 @@ impl TestDatabase {
         client
             .batch_execute(&format!("set session_replication_role = replica;\n{sql}"))
             .await
-            .unwrap_or_else(|err| panic!("tamper as superuser: {err}\n{sql}"));
+            .unwrap_or_else(|err| panic!("tamper as superuser: {err:?}\n{sql}"));
     }
 
     /// Edits transfer `id` as a superuser: `assignment` is the `set` list of

@@ -291,3 +291,60 @@ async fn a_line_lowered_concurrently_with_a_spend_never_lets_both_through() {
     eprintln!("line vs spend: {spent} spends first, {lowered} lowerings first");
     assert_invariants(&ledger).await;
 }
+
+#[tokio::test]
+async fn verify_names_holds_captures_and_reversals_that_a_tamperer_bent() {
+    let (database, ledger) = TestDatabase::with_ledger().await;
+    let payer = open(&ledger, "100.00").await;
+    let merchant = open(&ledger, "0").await;
+    let captured = place(&ledger, payer, merchant, "30", HoldExpiry::Default).await;
+    let capture = ledger
+        .capture_hold(captured, Some(dec("20")), None)
+        .await
+        .expect("capture")
+        .value;
+    let voided = place(&ledger, payer, merchant, "5", HoldExpiry::Default).await;
+    ledger.void_hold(voided, None).await.expect("void");
+    let paid = transfer(&ledger, payer, merchant, "10").await;
+    ledger
+        .reverse(paid.id, Some(dec("4")), None, None)
+        .await
+        .expect("reversal");
+    // Sound as the ledger wrote it: a released hold moved nothing.
+    let report = ledger.verify().await.expect("verify");
+    assert!(report.is_sound(), "{:?}", report.violations);
+    let sum = report.currencies.iter().map(|c| c.sum).sum::<Decimal>();
+    assert_eq!(sum, Decimal::ZERO);
+
+    // Each bend past the triggers is named by its rule.
+    database
+        .as_superuser(&format!(
+            "update ledger.hold_resolutions set captured_amount = 25 where hold_id = '{captured}';
+             update ledger.hold_resolutions set outcome = 'expired' where hold_id = '{voided}';
+             update ledger.transfers set amount = 12, source_outgoing_total = 12
+              where transfer_id = (
+                 select transfer_id from ledger.transfers where reverses_transfer_id = '{}');",
+            paid.id
+        ))
+        .await;
+    let report = ledger.verify().await.expect("verify");
+    for rule in [
+        "capture_mismatch",
+        "hold_resolution_mismatch",
+        "reversal_mismatch",
+    ] {
+        assert!(
+            report.count(rule) > 0,
+            "{rule} not reported: {:?}",
+            report.counts
+        );
+    }
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.row.is_some_and(|row| row.2 == capture.id.as_uuid())),
+        "the bent capture is named: {:?}",
+        report.violations
+    );
+}
