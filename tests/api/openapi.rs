@@ -70,6 +70,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
             "GET /journal/consistency",
             "GET /journal/digest",
             "GET /keys",
+            "GET /keys/self",
             "GET /ready",
             "GET /transfers/{id}",
             "GET /transfers/{id}/proof",

@@ -154,8 +154,7 @@ mod tests {
 
     #[test]
     fn the_currency_table_gives_each_currency_its_decimals() {
-        let table: serde_json::Value =
-            serde_json::from_str(&currencies_json()).expect("JSON");
+        let table: serde_json::Value = serde_json::from_str(&currencies_json()).expect("JSON");
         assert_eq!(table["USD"], 2);
         assert_eq!(table["JPY"], 0);
         assert_eq!(table["KWD"], 3);
