@@ -34,9 +34,10 @@ cargo_locked clippy --workspace --all-targets -- -D warnings
 stage "cargo test ${CARGO_LOCKED[*]:-}${CARGO_LOCKED[*]:+ }--workspace --all-targets"
 cargo_locked test --workspace --all-targets
 
-# Suites that need a running service: the load smoke test (ci-extra.sh) and
-# the short schemathesis run (ci-faults.sh).
-for suite in scripts/ci-extra.sh scripts/ci-faults.sh; do
+# Suites that need a running service: the load smoke test (ci-extra.sh),
+# the short schemathesis run (ci-faults.sh) and the web console's scenarios
+# in headless Chromium (browser-tests.sh, about a minute once installed).
+for suite in scripts/ci-extra.sh scripts/ci-faults.sh scripts/browser-tests.sh; do
   if [[ -x "$suite" ]]; then
     stage "$suite"
     "$suite"

@@ -74,6 +74,11 @@ function asOfCard(account) {
   return form;
 }
 
+/** System accounts (money entering or leaving the ledger) have ids below …1000. */
+function isSystem(id) {
+  return id.startsWith("00000000-0000-0000-0000-000000000");
+}
+
 function historyRow(account, entry) {
   const transfer = entry.transfer;
   const incoming = entry.direction === "in";
@@ -87,7 +92,7 @@ function historyRow(account, entry) {
     h("td", { "data-label": "Transfer" },
       h("a", { href: `#/journal/${transfer.id}`, title: "See its proof" }, shortId(transfer.id)),
       transfer.reverses ? h("small", {}, " reverses ", shortId(transfer.reverses)) : null,
-      may("write") && !transfer.reverses ? h("a", { class: "action", href: `#/move/reversal/${transfer.id}` }, "Reverse") : null));
+      may("write") && !transfer.reverses && !isSystem(other) ? h("a", { class: "action", href: `#/move/reversal/${transfer.id}` }, "Reverse") : null));
 }
 
 function historyCard(account) {

@@ -1,7 +1,7 @@
 // The accounts: a list with cursor paging, search by id or by metadata, and
 // the form that opens an account.
 
-import { call, may } from "./api.js";
+import { call, may, self } from "./api.js";
 import { h, fill, field, shortId, when, problemBlock, notify } from "./dom.js";
 import { currencies, format, parseAmount } from "./money.js";
 import { newKey } from "./move.js";
@@ -143,6 +143,7 @@ export async function accountsView() {
   refresh();
   return h("section", {},
     h("h1", {}, "Accounts"),
-    h("div", { class: "grid" }, searchForms(results), may("write") ? openForm(refresh) : null),
+    // A key restricted to accounts may not open new ones.
+    h("div", { class: "grid" }, searchForms(results), may("write") && !self()?.accounts ? openForm(refresh) : null),
     h("div", { class: "card" }, results));
 }
