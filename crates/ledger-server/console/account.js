@@ -217,6 +217,41 @@ function holdsCard(account, afterChange) {
   return { element: h("section", { class: "card", "aria-labelledby": "holds-title" }, h("h2", { id: "holds-title" }, "Pending holds"), body), load };
 }
 
+/** Changing the overdraft line (treasury keys; ledgers with overdraft lines). */
+function overdraftForm(account, afterChange) {
+  let idempotencyKey = newKey();
+  const out = h("div", { class: "out", "aria-live": "polite" });
+  const button = h("button", { type: "submit" }, "Set overdraft line");
+  const form = h("form", { class: "card", id: "overdraft", "aria-labelledby": "overdraft-title" },
+    h("h2", { id: "overdraft-title" }, "Overdraft line"),
+    field({ label: "How far below zero the balance may go", name: "limit", inputmode: "decimal", autocomplete: "off", value: account.overdraft_limit, required: true }),
+    out, button);
+  form.addEventListener("input", () => { idempotencyKey = newKey(); });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (button.disabled) return;
+    const parsed = parseAmount(form.elements.limit.value, account.currency, { allowZero: true });
+    if (parsed.error) {
+      fill(out, h("p", { class: "problem", role: "alert" }, parsed.error));
+      return;
+    }
+    button.disabled = true;
+    fill(out);
+    try {
+      const updated = (await call("PUT", `/accounts/${account.id}/overdraft`, { body: { overdraft_limit: parsed.amount }, idempotencyKey })).body;
+      idempotencyKey = newKey();
+      account.overdraft_limit = updated.overdraft_limit;
+      fill(out, h("p", { class: "ok", role: "status" }, `The line is now ${format(updated.overdraft_limit, updated.currency)}.`));
+      afterChange();
+    } catch (error) {
+      fill(out, problemBlock(error));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}
+
 function closeCard(account) {
   const out = h("div", { class: "out", "aria-live": "polite" });
   const confirm = h("button", { type: "button", class: "danger", hidden: true }, "Yes, close it for good");
@@ -267,5 +302,8 @@ export async function accountView(id) {
       : null,
     history.element,
     holds.element,
-    h("div", { class: "grid" }, statementForm(account), open && may("admin") ? closeCard(account) : null));
+    h("div", { class: "grid" },
+      statementForm(account),
+      open && may("treasury") && "overdraft_limit" in account ? overdraftForm(account, refresh) : null,
+      open && may("admin") ? closeCard(account) : null));
 }
