@@ -65,6 +65,14 @@ async function route() {
     else if (section === "journal") view = await journalView(id ? decodeURIComponent(id) : "");
     else view = await accountsView();
   } catch (error) {
+    if (error.status === 401) {
+      // The key was revoked (or the ledger's keys were reset): sign in again.
+      signOut();
+      showNav();
+      fill(container, signInView());
+      container.querySelector("form .out").append(problemBlock(error));
+      return;
+    }
     view = h("section", { class: "card" }, h("h1", {}, "This page could not be shown"), problemBlock(error));
   }
   fill(container, view);
