@@ -62,6 +62,7 @@ const HAS = {
   holds: documented("/holds") && documented("/holds/{id}/capture") && documented("/accounts/{id}/holds"),
   reversals: documented("/transfers/{id}/reversals"),
   statements: documented("/accounts/{id}/statement"),
+  overdraft: documented("/accounts/{id}/overdraft"),
   metadataFilter: accountListParameters.some((name) => name.startsWith("metadata")),
 };
 console.log(`API document: ${JSON.stringify(HAS)}`);
@@ -442,6 +443,35 @@ await scenario("reversal of part of a transfer", async () => {
   await shot(admin, "16-reversal");
 });
 
+await scenario("an overdraft line: opened with one, spent below zero, then changed", async () => {
+  if (!HAS.overdraft) return "SKIPPED: no overdraft lines in this ledger's API document";
+  await visit(admin, "#/accounts");
+  const open = admin.locator("#open-account");
+  await open.getByLabel("Initial balance").fill("1");
+  await open.getByLabel("Overdraft line").fill("20");
+  await open.getByRole("button", { name: "Open account" }).click();
+  await open.locator(".ok[data-id]").waitFor();
+  const c = await open.locator(".ok[data-id]").getAttribute("data-id");
+  assert.equal((await api("GET", `/accounts/${c}`)).body.overdraft_limit, "20.00");
+  await visit(admin, `#/accounts/${c}`);
+  await expectFigure(admin, "overdraft", "20.00 USD");
+  const send = admin.locator('form[data-kind="transfer"]');
+  await send.getByLabel("To account").fill(b);
+  await send.getByLabel("Amount").fill("15.50");
+  await send.getByRole("button", { name: "Send" }).click();
+  await expectFigure(admin, "balance", "−14.50 USD");
+  // The line cannot go below what the account owes: refused, in plain words.
+  const line = admin.locator("#overdraft");
+  await line.getByLabel(/below zero/).fill("10");
+  await line.getByRole("button", { name: "Set overdraft line" }).click();
+  await line.locator(".problem", { hasText: "cannot go below what the account already owes" }).waitFor();
+  await line.getByLabel(/below zero/).fill("30");
+  await line.getByRole("button", { name: "Set overdraft line" }).click();
+  await expectFigure(admin, "overdraft", "30.00 USD");
+  assert.equal((await api("GET", `/accounts/${c}`)).body.overdraft_limit, "30.00");
+  await shot(admin, "17-overdraft");
+});
+
 await scenario("the account page is usable 360 px wide", async () => {
   const narrow = await newPage({ width: 360, height: 780 });
   await signIn(narrow, ADMIN_KEY);
@@ -457,11 +487,11 @@ await scenario("the account page is usable 360 px wide", async () => {
   await narrow.keyboard.press("Tab");
   await narrow.keyboard.press("Tab");
   assert.equal(await narrow.evaluate(() => document.activeElement?.textContent), "Send");
-  await shot(narrow, "17-account-360px");
+  await shot(narrow, "18-account-360px");
   await narrow.context().close();
 });
 
-await shot(admin, "18-account-desktop");
+await shot(admin, "19-account-desktop");
 await browser.close();
 
 await scenario("no request left the service's origin, and no script failed", async () => {
