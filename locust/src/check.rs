@@ -1,6 +1,6 @@
 //! The ledger check after a run: the store's one invariant check
 //! (`ledger_store::Ledger::verify`, the same `ledger verify` runs: balances
-//! sum to zero per currency, no customer balance is negative, every derived
+//! sum to zero per currency, no customer balance is below its overdraft line, every derived
 //! balance equals the plain sum of the log, chains, hashes, closed accounts,
 //! idempotency keys), plus the run's own condition: the log grew by exactly
 //! the rows the run saw created. No SQL here: the store owns every statement.
@@ -26,8 +26,8 @@ pub struct LedgerCheck {
 pub struct Report {
     /// Per currency: the sum of every balance, system account included.
     pub sums: Vec<CurrencySum>,
-    /// Customer accounts whose balance is below zero.
-    pub negative_balances: u64,
+    /// Customer accounts whose balance is below minus their overdraft line.
+    pub balances_below_line: u64,
     /// Accounts whose balance (from checkpoints and running totals) differs
     /// from the sum of their rows in the log.
     pub balances_not_matching_log: u64,
@@ -102,7 +102,8 @@ impl Report {
                 zero: total.sum.is_zero(),
             })
             .collect();
-        let negative_balances = report.count("negative_balance");
+        let balances_below_line =
+            report.count("below_overdraft_line") + report.count("row_below_overdraft_line");
         let balances_not_matching_log = report.count("derived_balance_mismatch");
         let rows_after = report.rows_checked;
 
@@ -113,9 +114,9 @@ impl Report {
                 sum.currency, sum.sum
             ));
         }
-        if negative_balances > 0 {
+        if balances_below_line > 0 {
             failures.push(format!(
-                "{negative_balances} customer balances are negative"
+                "{balances_below_line} customer balances are below their overdraft line"
             ));
         }
         if balances_not_matching_log > 0 {
@@ -125,7 +126,8 @@ impl Report {
         }
         let told = [
             "conservation",
-            "negative_balance",
+            "below_overdraft_line",
+            "row_below_overdraft_line",
             "derived_balance_mismatch",
         ];
         for (rule, count) in &report.counts {
@@ -144,7 +146,7 @@ impl Report {
         }
         Self {
             sums,
-            negative_balances,
+            balances_below_line,
             balances_not_matching_log,
             violations: report
                 .counts
@@ -169,7 +171,10 @@ impl Report {
                 sum.currency, sum.accounts, sum.sum
             );
         }
-        println!("  negative customer balances: {}", self.negative_balances);
+        println!(
+            "  customer balances below their overdraft line: {}",
+            self.balances_below_line
+        );
         println!(
             "  balances differing from the log: {}",
             self.balances_not_matching_log

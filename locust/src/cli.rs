@@ -74,6 +74,11 @@ pub enum ScenarioKind {
     /// No pauses: atomic batches of `--batch-legs` transfers between random
     /// accounts of a pre-opened pool (`POST /batches`).
     Batch,
+    /// Card payments: each user opens an account, then, pausing 0.2–1 s,
+    /// authorizes a payment of `--amount` to another user (a hold), settles
+    /// it at its next turn (capture 90 %, void 10 %) and checks its balance
+    /// twice in between (weights 1, 1, 2).
+    Cards,
 }
 
 impl ScenarioKind {
@@ -87,6 +92,7 @@ impl ScenarioKind {
             Self::Journal => "journal",
             Self::Deposits => "deposits",
             Self::Batch => "batch",
+            Self::Cards => "cards",
         }
     }
 
@@ -94,6 +100,7 @@ impl ScenarioKind {
     pub fn default_users(self) -> usize {
         match self {
             Self::Classic => 100,
+            Self::Cards => 200,
             Self::Hot | Self::Throughput | Self::Journal | Self::Deposits => 64,
             Self::Asof => 32,
             Self::Batch => 1,
@@ -103,7 +110,7 @@ impl ScenarioKind {
     /// Accounts when `--accounts` is not given (classic opens one per user).
     pub fn default_accounts(self) -> usize {
         match self {
-            Self::Classic => 0,
+            Self::Classic | Self::Cards => 0,
             Self::Hot => 8,
             Self::Throughput | Self::Batch => 10_000,
             Self::Asof | Self::Journal | Self::Deposits => 200,
@@ -127,6 +134,10 @@ impl ScenarioKind {
             Self::Classic => Some(WaitRange {
                 min: Duration::from_secs(1),
                 max: Duration::from_secs(3),
+            }),
+            Self::Cards => Some(WaitRange {
+                min: Duration::from_millis(200),
+                max: Duration::from_secs(1),
             }),
             _ => None,
         }

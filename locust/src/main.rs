@@ -83,7 +83,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
         .clone()
         .unwrap_or_else(|| scenario.default_initial_balance().to_owned());
     let accounts = args.accounts.unwrap_or(scenario.default_accounts());
-    if scenario != ScenarioKind::Classic && accounts < 2 {
+    if !matches!(scenario, ScenarioKind::Classic | ScenarioKind::Cards) && accounts < 2 {
         anyhow::bail!("--accounts must be at least 2 for transfers between them");
     }
     // As-of reads pick times from a little before the accounts existed.
@@ -92,7 +92,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<bool> {
         // One account before the users start, the first destination they
         // can pay, opened alone: the first funded open creates the
         // currency's system account (see setup::open_accounts).
-        ScenarioKind::Classic => vec![None],
+        ScenarioKind::Classic | ScenarioKind::Cards => vec![None],
         ScenarioKind::Throughput | ScenarioKind::Deposits | ScenarioKind::Batch => {
             (0..accounts).map(|i| Some(pool_account_id(i))).collect()
         }

@@ -47,6 +47,27 @@ pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario,
                     .set_weight(1)?
                     .set_name("transfer 1.00 to another user"),
             ),
+        ScenarioKind::Cards => scenario
+            .register_transaction(
+                transaction!(open_own_account)
+                    .set_on_start()
+                    .set_name("open own account"),
+            )
+            .register_transaction(
+                transaction!(check_own_balance)
+                    .set_weight(2)?
+                    .set_name("check own balance"),
+            )
+            .register_transaction(
+                transaction!(authorize_a_payment)
+                    .set_weight(1)?
+                    .set_name("authorize a payment"),
+            )
+            .register_transaction(
+                transaction!(settle_the_payment)
+                    .set_weight(1)?
+                    .set_name("settle the payment"),
+            ),
         ScenarioKind::Hot | ScenarioKind::Throughput => scenario
             .register_transaction(transaction!(start).set_on_start().set_name("start"))
             .register_transaction(
@@ -94,9 +115,14 @@ pub fn scenario(kind: ScenarioKind, wait: Option<WaitRange>) -> Result<Scenario,
     Ok(scenario)
 }
 
-/// The account a classic user opened, kept in its session.
+/// The account a classic or cards user opened, kept in its session (goose
+/// keeps one value per user), and a cards user's authorization waiting to
+/// be settled.
 #[derive(Clone)]
-struct OwnAccount(Uuid);
+struct OwnAccount {
+    id: Uuid,
+    pending_hold: Option<Uuid>,
+}
 
 /// Classic, on start: open an account with the initial balance and offer it
 /// to the other users as a destination.
@@ -137,7 +163,10 @@ async fn open_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError
     if is_positive(&shared.initial_balance) {
         shared.recorder.created_row();
     }
-    user.set_session_data(OwnAccount(id));
+    user.set_session_data(OwnAccount {
+        id,
+        pending_hold: None,
+    });
     shared.add_account(id);
     Ok(id)
 }
@@ -145,7 +174,7 @@ async fn open_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError
 /// The user's own account, opening it again if the on-start open failed.
 async fn own_account(user: &mut GooseUser) -> Result<Uuid, Box<TransactionError>> {
     match user.get_session_data::<OwnAccount>() {
-        Some(OwnAccount(id)) => Ok(*id),
+        Some(own) => Ok(own.id),
         None => open_account(user).await,
     }
 }
@@ -165,6 +194,64 @@ async fn transfer_to_another_user(user: &mut GooseUser) -> TransactionResult {
         return Ok(());
     };
     transfer(user, own, destination).await
+}
+
+/// Cards, weight 1: a hold of `--amount` to another user, unless one is
+/// waiting to be settled already.
+async fn authorize_a_payment(user: &mut GooseUser) -> TransactionResult {
+    let own = own_account(user).await?;
+    if pending_hold(user).is_some() {
+        return Ok(());
+    }
+    let Some(merchant) = shared_state().random_account_except(Some(own)) else {
+        return Ok(());
+    };
+    let body = json!({
+        "source": own,
+        "destination": merchant,
+        "amount": shared_state().amount,
+    });
+    // A hold is a row of the log (it moves nothing).
+    let hold = post(user, Kind::Hold, "/holds", "/holds", &body, 1).await?;
+    let id = hold
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse().ok());
+    if let Some(own) = user.get_session_data_mut::<OwnAccount>() {
+        own.pending_hold = id;
+    }
+    Ok(())
+}
+
+fn pending_hold(user: &GooseUser) -> Option<Uuid> {
+    user.get_session_data::<OwnAccount>()?.pending_hold
+}
+
+/// Cards, weight 1: the waiting authorization captured (9 in 10) or voided.
+async fn settle_the_payment(user: &mut GooseUser) -> TransactionResult {
+    let Some(hold) = pending_hold(user) else {
+        return Ok(());
+    };
+    if let Some(own) = user.get_session_data_mut::<OwnAccount>() {
+        own.pending_hold = None;
+    }
+    let result = if rand::thread_rng().gen_range(0..10) < 9 {
+        let path = format!("/holds/{hold}/capture");
+        post(
+            user,
+            Kind::Capture,
+            &path,
+            "/holds/{id}/capture",
+            &json!({}),
+            1,
+        )
+        .await
+    } else {
+        let path = format!("/holds/{hold}/void");
+        // A void is a resolution, not a row of the log.
+        post(user, Kind::Void, &path, "/holds/{id}/void", &json!({}), 0).await
+    };
+    result.map(drop)
 }
 
 /// Hot, throughput and as-of, on start: nothing to open, but the steady

@@ -30,10 +30,16 @@ pub enum Kind {
     Account,
     /// `POST /batches`.
     Batch,
+    /// `POST /holds`.
+    Hold,
+    /// `POST /holds/{id}/capture`.
+    Capture,
+    /// `POST /holds/{id}/void`.
+    Void,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 10] = [
         Kind::Open,
         Kind::Transfer,
         Kind::Balance,
@@ -41,6 +47,9 @@ impl Kind {
         Kind::Proof,
         Kind::Account,
         Kind::Batch,
+        Kind::Hold,
+        Kind::Capture,
+        Kind::Void,
     ];
 
     fn label(self) -> &'static str {
@@ -52,6 +61,9 @@ impl Kind {
             Kind::Proof => "proof",
             Kind::Account => "account",
             Kind::Batch => "batch",
+            Kind::Hold => "hold",
+            Kind::Capture => "capture",
+            Kind::Void => "void",
         }
     }
 }

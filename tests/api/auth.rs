@@ -130,6 +130,20 @@ fn requests(w: &World) -> Vec<(Method, String, Option<Value>, Scope, Target)> {
             Target::Theirs,
         ),
         (
+            Method::GET,
+            format!("/transfers?account={theirs}"),
+            None,
+            Scope::Read,
+            Target::Theirs,
+        ),
+        (
+            Method::GET,
+            format!("/transfers?account={mine}&metadata[order]=x"),
+            None,
+            Scope::Read,
+            Target::Mine,
+        ),
+        (
             Method::POST,
             format!("/accounts/{mine}/deposits"),
             Some(json!({"amount": "1.00"})),

@@ -109,6 +109,17 @@ impl Amount {
         Ok(Self { value, currency })
     }
 
+    /// A figure that may be zero (an overdraft line), checked and scaled
+    /// like an amount.
+    pub fn scale_non_negative(value: Decimal, currency: Currency) -> Result<Decimal, DomainError> {
+        if value.is_zero() {
+            let mut zero = Decimal::ZERO;
+            zero.rescale(currency.minor_units());
+            return Ok(zero);
+        }
+        Self::new(value, currency).map(|amount| amount.value)
+    }
+
     /// The exact value, scaled to the currency's minor units.
     pub fn value(&self) -> Decimal {
         self.value

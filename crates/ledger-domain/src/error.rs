@@ -22,6 +22,40 @@ pub enum DomainError {
     /// No transfer has this id.
     #[error("transfer {0} does not exist")]
     TransferNotFound(TransferId),
+    /// No hold has this id.
+    #[error("hold {0} does not exist")]
+    HoldNotFound(TransferId),
+    /// The hold was captured, voided or has expired.
+    #[error("hold {0} is no longer pending (captured, voided or expired)")]
+    HoldNotPending(TransferId),
+    /// A capture of more than the hold reserves.
+    #[error("the capture exceeds what hold {0} reserves")]
+    CaptureExceedsHold(TransferId),
+    /// Reversals of a transfer would move back more than it moved.
+    #[error(
+        "reversal exceeds what is left of the transfer{}",
+        .remaining.map_or_else(String::new, |left| format!(" ({left} not yet reversed)"))
+    )]
+    ReversalExceedsTransfer {
+        /// What may still be reversed (known when the store decided it).
+        remaining: Option<Decimal>,
+    },
+    /// The transfer is not one a reversal can undo (a reversal itself).
+    #[error("transfer {0} cannot be reversed (it is a reversal)")]
+    NotReversible(TransferId),
+    /// A line lower than what the account already uses (its debt plus its
+    /// pending holds).
+    #[error("account {account} uses more than the new overdraft line")]
+    OverdraftInUse {
+        /// The account.
+        account: AccountId,
+    },
+    /// A negative overdraft line.
+    #[error("overdraft_limit must not be negative")]
+    InvalidOverdraftLimit,
+    /// A hold's expiry in the past, or beyond the longest allowed timeout.
+    #[error("{0}")]
+    InvalidHoldExpiry(String),
     /// No API key has this id.
     #[error("API key {0} does not exist")]
     ApiKeyNotFound(uuid::Uuid),

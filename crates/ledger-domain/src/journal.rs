@@ -59,15 +59,64 @@ pub struct TransferEncoding<'a> {
     pub source_balance_after: &'a str,
     /// jsonb text of the metadata, empty when there is none.
     pub metadata: &'a str,
+    /// What a row of a hold, a capture, a reversal or a line change (or a
+    /// transfer under a line or beside holds) adds; `None` for a row that
+    /// version 2 describes completely.
+    pub extension: Option<RowExtension<'a>>,
+}
+
+/// The fields of version 3, as the database renders them to text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowExtension<'a> {
+    /// `transfer`, `hold`, `capture`, `reversal` or `overdraft_change`.
+    pub kind: &'a str,
+    /// The source's overdraft line from this row on.
+    pub overdraft_limit: &'a str,
+    /// The source's pending holds after this row.
+    pub held_after: &'a str,
+    /// A hold's amount, empty otherwise.
+    pub held_amount: &'a str,
+    /// A hold's expiry in microseconds since the epoch.
+    pub hold_expires_at_micros: Option<i64>,
+    /// A capture's hold id, empty otherwise.
+    pub hold_id: &'a str,
+    /// A reversal's original transfer id, empty otherwise.
+    pub reverses: &'a str,
 }
 
 impl TransferEncoding<'_> {
-    /// The canonical string (version 2): fields joined by `|`, metadata last
-    /// so that a `|` inside it cannot shift another field. Version 1 carried
+    /// The canonical string (version 2, or 3 with an [`RowExtension`]):
+    /// fields joined by `|`, metadata last so that a `|` inside it cannot
+    /// shift another field. Version 1 carried
     /// the destination's balance after `source_balance_after`; proofs issued
     /// with it still verify, since an auditor hashes the encodings a proof
     /// carries as they are.
     pub fn encode(&self) -> String {
+        if let Some(extension) = &self.extension {
+            return format!(
+                "ledger-transfer-v3|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                self.transfer_id,
+                self.source,
+                self.source_seq,
+                self.destination,
+                self.currency,
+                self.amount,
+                self.created_at_micros,
+                self.source_outgoing_total,
+                self.source_balance_after,
+                extension.kind,
+                extension.overdraft_limit,
+                extension.held_after,
+                extension.held_amount,
+                extension
+                    .hold_expires_at_micros
+                    .map(|micros| micros.to_string())
+                    .unwrap_or_default(),
+                extension.hold_id,
+                extension.reverses,
+                self.metadata
+            );
+        }
         format!(
             "ledger-transfer-v2|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
             self.transfer_id,
@@ -556,10 +605,28 @@ mod tests {
             source_outgoing_total: "4.00",
             source_balance_after: "6.00",
             metadata: r#"{"a": "x|y"}"#,
+            extension: None,
         };
         assert_eq!(
             encoding.encode(),
             r#"ledger-transfer-v2|t|s|3|d|USD|1.00|42|4.00|6.00|{"a": "x|y"}"#
+        );
+        let hold = TransferEncoding {
+            amount: "0",
+            extension: Some(RowExtension {
+                kind: "hold",
+                overdraft_limit: "5.00",
+                held_after: "2.00",
+                held_amount: "2.00",
+                hold_expires_at_micros: Some(99),
+                hold_id: "",
+                reverses: "",
+            }),
+            ..encoding
+        };
+        assert_eq!(
+            hold.encode(),
+            r#"ledger-transfer-v3|t|s|3|d|USD|0|42|4.00|6.00|hold|5.00|2.00|2.00|99|||{"a": "x|y"}"#
         );
     }
 }

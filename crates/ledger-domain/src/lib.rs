@@ -26,8 +26,8 @@ pub use idempotency::{IdempotencyKey, RequestFingerprint};
 pub use ids::{AccountId, BatchId, TransferId};
 pub use metadata::Metadata;
 pub use transfer::{
-    check_amount, check_batch_size, check_request, decide, AccountKind, AccountState, Decision,
-    DestinationState, Operation, SourceHead, MAX_BATCH_LEGS,
+    check_amount, check_batch_size, check_overdraft_limit, check_request, decide, AccountKind,
+    AccountState, Decision, DestinationState, Operation, SourceHead, MAX_BATCH_LEGS,
 };
 
 /// Exact decimal number used for every amount and balance. Never a float.

@@ -51,6 +51,38 @@ pub enum Operation {
     Deposit,
     /// From a customer account to the currency's system account.
     Withdrawal,
+    /// Reserves the amount out of a customer account for another: nothing
+    /// moves, the source's available balance drops.
+    Hold,
+    /// Settles (part of) a hold of `held`: the money moves, the hold's
+    /// reservation is released.
+    Capture {
+        /// The hold.
+        hold: crate::TransferId,
+        /// What the hold reserves.
+        held: Decimal,
+    },
+    /// Moves money back from a transfer's destination to its source, at most
+    /// `remaining` (what is not reversed yet). Either end may be a system
+    /// account (a reversed deposit or withdrawal).
+    Reversal {
+        /// What may still be reversed.
+        remaining: Decimal,
+    },
+    /// Sets the source's overdraft line to the amount (which may be zero).
+    OverdraftChange,
+}
+
+impl Operation {
+    /// Whether the write reads the source's available balance at all: a
+    /// capture spends its own reservation, a line change is judged by
+    /// [`DomainError::OverdraftInUse`].
+    fn spends_available(self) -> bool {
+        matches!(
+            self,
+            Self::Transfer | Self::Withdrawal | Self::Hold | Self::Reversal { .. }
+        )
+    }
 }
 
 /// The source of a write as the ledger stands: what its next row must be.
@@ -69,6 +101,20 @@ pub struct SourceHead {
     /// Its balance now. Incoming transfers only ever raise it, so a head
     /// read earlier is a safe lower bound while `next_seq` is unchanged.
     pub balance: Decimal,
+    /// Its pending holds now. They only ever fall without a row out of the
+    /// source (a void, an expiry), so a head read earlier is a safe upper
+    /// bound while `next_seq` is unchanged.
+    pub held: Decimal,
+    /// Its overdraft line (0 for none): how far below zero its balance may
+    /// go. Changed only by a row out of it.
+    pub overdraft_limit: Decimal,
+}
+
+impl SourceHead {
+    /// What the account can still spend: balance − held + line.
+    pub fn available(&self) -> Decimal {
+        self.balance - self.held + self.overdraft_limit
+    }
 }
 
 /// The destination of a write as the ledger stands.
@@ -89,10 +135,17 @@ pub struct DestinationState {
 pub struct Decision {
     /// The source's sequence number for the row.
     pub seq: i64,
-    /// The amount, scaled to the currency.
-    pub amount: Amount,
+    /// The row's amount, scaled to the currency: what moves (zero for a hold
+    /// or a line change, which move nothing).
+    pub amount: Decimal,
+    /// A hold's reservation, scaled.
+    pub held_amount: Option<Decimal>,
     /// The source's balance once the row is in.
     pub source_balance_after: Decimal,
+    /// The source's pending holds once the row is in.
+    pub held_after: Decimal,
+    /// The source's line once the row is in.
+    pub overdraft_limit_after: Decimal,
 }
 
 /// The amount rules that need no currency: positive, at most [`MAX_AMOUNT`]
@@ -107,6 +160,17 @@ pub fn check_amount(amount: Decimal) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// An overdraft line: zero or more, at most [`MAX_AMOUNT`].
+pub fn check_overdraft_limit(limit: Decimal) -> Result<(), DomainError> {
+    if limit < Decimal::ZERO {
+        return Err(DomainError::InvalidOverdraftLimit);
+    }
+    if limit > MAX_AMOUNT {
+        return Err(DomainError::AmountTooLarge { max: MAX_AMOUNT });
+    }
+    Ok(())
+}
+
 /// The rules that need no ledger state: checked before any database round
 /// trip, and again inside [`decide`].
 pub fn check_request(
@@ -115,14 +179,21 @@ pub fn check_request(
     destination: AccountId,
     amount: Decimal,
 ) -> Result<(), DomainError> {
-    check_amount(amount)?;
+    if operation == Operation::OverdraftChange {
+        check_overdraft_limit(amount)?;
+    } else {
+        check_amount(amount)?;
+    }
     if source == destination {
         return Err(DomainError::SameAccount);
     }
     // Money enters only by a deposit and leaves only by a withdrawal, each
     // with its own endpoint and idempotency scope. The id range below
     // 0x1000 is reserved for system accounts (a CHECK in the schema).
-    if operation == Operation::Transfer {
+    if matches!(
+        operation,
+        Operation::Transfer | Operation::Hold | Operation::Capture { .. }
+    ) {
         for account in [source, destination] {
             if account.is_reserved_for_system() {
                 return Err(DomainError::SystemAccount(account));
@@ -150,7 +221,8 @@ pub fn check_batch_size(legs: usize) -> Result<(), DomainError> {
 }
 
 /// Decides one write against the heads of its accounts: every rule of the
-/// ledger, in the order a client would want to hear about them.
+/// ledger, in the order a client would want to hear about them. `amount` is
+/// what moves (or is held; for a line change, the new line).
 pub fn decide(
     operation: Operation,
     source: &SourceHead,
@@ -158,15 +230,27 @@ pub fn decide(
     amount: Decimal,
 ) -> Result<Decision, DomainError> {
     check_request(operation, source.account, destination.account, amount)?;
-    let (source_kind, destination_kind) = match operation {
-        Operation::Transfer => (AccountKind::Customer, AccountKind::Customer),
-        Operation::Deposit => (AccountKind::System, AccountKind::Customer),
-        Operation::Withdrawal => (AccountKind::Customer, AccountKind::System),
+    use AccountKind::{Customer, System};
+    // Which end may be which kind; the first end that may not is named.
+    let (source_allowed, destination_allowed) = match operation {
+        Operation::Transfer | Operation::Hold | Operation::Capture { .. } => {
+            (source.kind == Customer, destination.kind == Customer)
+        }
+        Operation::Deposit => (source.kind == System, destination.kind == Customer),
+        // A line is granted by the currency's system account.
+        Operation::Withdrawal | Operation::OverdraftChange => {
+            (source.kind == Customer, destination.kind == System)
+        }
+        // Back along any transfer, deposit or withdrawal.
+        Operation::Reversal { .. } => (
+            true,
+            source.kind == Customer || destination.kind == Customer,
+        ),
     };
-    if source.kind != source_kind {
+    if !source_allowed {
         return Err(DomainError::SystemAccount(source.account));
     }
-    if destination.kind != destination_kind {
+    if !destination_allowed {
         return Err(DomainError::SystemAccount(destination.account));
     }
     for (account, state) in [
@@ -185,17 +269,58 @@ pub fn decide(
             found: Some(destination.currency),
         });
     }
-    let amount = Amount::new(amount, source.currency)?;
-    let source_balance_after = source.balance - amount.value();
-    if source.kind == AccountKind::Customer && source_balance_after < Decimal::ZERO {
+    if operation == Operation::OverdraftChange {
+        let line = Amount::scale_non_negative(amount, source.currency)?;
+        if source.balance - source.held + line < Decimal::ZERO {
+            return Err(DomainError::OverdraftInUse {
+                account: source.account,
+            });
+        }
+        return Ok(Decision {
+            seq: source.next_seq,
+            amount: Decimal::ZERO,
+            held_amount: None,
+            source_balance_after: source.balance,
+            held_after: source.held,
+            overdraft_limit_after: line,
+        });
+    }
+    let scaled = Amount::new(amount, source.currency)?;
+    let value = scaled.value();
+    let (moved, held_after) = match operation {
+        Operation::Hold => (Decimal::ZERO, source.held + value),
+        Operation::Capture { hold, held } => {
+            if value > held {
+                return Err(DomainError::CaptureExceedsHold(hold));
+            }
+            (value, (source.held - held).max(Decimal::ZERO))
+        }
+        Operation::Reversal { remaining } => {
+            if value > remaining {
+                return Err(DomainError::ReversalExceedsTransfer {
+                    remaining: Some(remaining),
+                });
+            }
+            (value, source.held)
+        }
+        _ => (value, source.held),
+    };
+    let source_balance_after = source.balance - moved;
+    if source.kind == Customer
+        && operation.spends_available()
+        && source_balance_after - held_after + source.overdraft_limit < Decimal::ZERO
+    {
         return Err(DomainError::InsufficientFunds {
             account: source.account,
         });
     }
     Ok(Decision {
         seq: source.next_seq,
-        amount,
+        amount: moved,
+        held_amount: (operation == Operation::Hold).then_some(value),
         source_balance_after,
+        held_after,
+        overdraft_limit_after: source.overdraft_limit,
     })
 }
 
@@ -221,6 +346,8 @@ mod tests {
             state: AccountState::Open,
             next_seq: 7,
             balance: dec(balance),
+            held: Decimal::ZERO,
+            overdraft_limit: Decimal::ZERO,
         }
     }
 
@@ -233,6 +360,8 @@ mod tests {
             state: AccountState::Open,
             next_seq: 0,
             balance: dec("-100"),
+            held: Decimal::ZERO,
+            overdraft_limit: Decimal::ZERO,
         }
     }
 
@@ -252,7 +381,7 @@ mod tests {
         let decision =
             decide(Operation::Transfer, &source, &destination, dec("2.5")).expect("allowed");
         assert_eq!(decision.seq, 7);
-        assert_eq!(decision.amount.value().to_string(), "2.50");
+        assert_eq!(decision.amount.to_string(), "2.50");
         assert_eq!(decision.source_balance_after, dec("7.50"));
     }
 
@@ -440,6 +569,134 @@ mod tests {
         let decision = decide(Operation::Transfer, &source, &destination, dec("100.000"))
             .expect("exactly the balance");
         assert_eq!(decision.source_balance_after, Decimal::ZERO);
+    }
+
+    #[test]
+    fn holds_lines_captures_and_reversals_are_judged_by_the_available_balance() {
+        // balance 100, holds 30, line 20: available 90.
+        let source = SourceHead {
+            held: dec("30"),
+            overdraft_limit: dec("20"),
+            ..customer("100")
+        };
+        let destination = receiving(&customer("0"));
+        let system_end = receiving(&system("USD"));
+
+        let hold = decide(Operation::Hold, &source, &destination, dec("90")).expect("covered");
+        assert_eq!(
+            (hold.amount, hold.held_amount, hold.held_after),
+            (Decimal::ZERO, Some(dec("90.00")), dec("120.00")),
+            "a hold moves nothing and reserves its amount"
+        );
+        assert_eq!(hold.source_balance_after, dec("100"));
+        assert_eq!(
+            decide(Operation::Hold, &source, &destination, dec("90.01")),
+            Err(DomainError::InsufficientFunds {
+                account: source.account
+            })
+        );
+        let spend = decide(Operation::Transfer, &source, &destination, dec("90")).expect("line");
+        assert_eq!(spend.source_balance_after, dec("10.00"));
+        assert!(decide(Operation::Transfer, &source, &destination, dec("90.01")).is_err());
+
+        // A capture spends its own reservation, even with nothing else left.
+        let spent = SourceHead {
+            balance: dec("-20"),
+            held: dec("30"),
+            overdraft_limit: dec("50"),
+            ..source
+        };
+        assert_eq!(spent.available(), Decimal::ZERO);
+        let hold_id = crate::TransferId::generate();
+        let capture = decide(
+            Operation::Capture {
+                hold: hold_id,
+                held: dec("30"),
+            },
+            &spent,
+            &destination,
+            dec("25"),
+        )
+        .expect("its own money");
+        assert_eq!(
+            (capture.source_balance_after, capture.held_after),
+            (dec("-45.00"), Decimal::ZERO)
+        );
+        assert_eq!(
+            decide(
+                Operation::Capture {
+                    hold: hold_id,
+                    held: dec("30"),
+                },
+                &spent,
+                &destination,
+                dec("30.01")
+            ),
+            Err(DomainError::CaptureExceedsHold(hold_id))
+        );
+
+        assert_eq!(
+            decide(
+                Operation::Reversal {
+                    remaining: dec("5")
+                },
+                &source,
+                &destination,
+                dec("5.01")
+            ),
+            Err(DomainError::ReversalExceedsTransfer {
+                remaining: Some(dec("5"))
+            })
+        );
+        // A reversed deposit goes back to the system account.
+        assert!(decide(
+            Operation::Reversal {
+                remaining: dec("5")
+            },
+            &source,
+            &system_end,
+            dec("5")
+        )
+        .is_ok());
+
+        // Lines: down to what is in use (debt + holds), never below.
+        let owing = SourceHead {
+            balance: dec("-10"),
+            held: dec("5"),
+            overdraft_limit: dec("50"),
+            ..customer("0")
+        };
+        let lowered = decide(Operation::OverdraftChange, &owing, &system_end, dec("15"))
+            .expect("exactly what is used");
+        assert_eq!(lowered.overdraft_limit_after, dec("15.00"));
+        assert_eq!(lowered.amount, Decimal::ZERO);
+        assert_eq!(
+            decide(
+                Operation::OverdraftChange,
+                &owing,
+                &system_end,
+                dec("14.99")
+            ),
+            Err(DomainError::OverdraftInUse {
+                account: owing.account
+            })
+        );
+        assert_eq!(
+            decide(Operation::OverdraftChange, &owing, &system_end, dec("-1")),
+            Err(DomainError::InvalidOverdraftLimit)
+        );
+        assert!(decide(
+            Operation::OverdraftChange,
+            &customer("0"),
+            &system_end,
+            dec("0")
+        )
+        .is_ok());
+        assert_eq!(
+            decide(Operation::Hold, &source, &system_end, dec("1")),
+            Err(DomainError::SystemAccount(system_end.account)),
+            "holds are between customer accounts"
+        );
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub struct Config {
     /// at once (each holds one connection; the rest wait their turn, so a
     /// burst of proofs cannot take the pool from other requests).
     pub journal_concurrency: usize,
+    /// `LEDGER_HOLD_DEFAULT_TIMEOUT_SECS`: how long a hold lasts when its
+    /// request names no expiry (7 days).
+    pub hold_default_timeout: Duration,
+    /// `LEDGER_HOLD_MAX_TIMEOUT_SECS`: the longest a hold may last (30 days).
+    pub hold_max_timeout: Duration,
+    /// `LEDGER_HOLD_EXPIRY_INTERVAL_MS`: how often due hold expiries are
+    /// recorded (an expired hold stops counting at its time regardless).
+    pub hold_expiry_interval: Duration,
     /// `LEDGER_LOG_FORMAT`: pretty (for people) or JSON (for machines).
     pub log_format: LogFormat,
     /// The part of the configuration the HTTP handlers need.
@@ -219,6 +227,17 @@ impl Config {
             )?,
             horizon_interval: env.millis("LEDGER_HORIZON_INTERVAL_MS", 100)?,
             journal_concurrency: env.number("LEDGER_JOURNAL_CONCURRENCY", 2, 1)?,
+            hold_default_timeout: Duration::from_secs(env.number(
+                "LEDGER_HOLD_DEFAULT_TIMEOUT_SECS",
+                7 * 24 * 3600,
+                1,
+            )? as u64),
+            hold_max_timeout: Duration::from_secs(env.number(
+                "LEDGER_HOLD_MAX_TIMEOUT_SECS",
+                30 * 24 * 3600,
+                1,
+            )? as u64),
+            hold_expiry_interval: env.millis("LEDGER_HOLD_EXPIRY_INTERVAL_MS", 1_000)?,
             log_format: env.parse_with("LEDGER_LOG_FORMAT", "pretty", |v| match v {
                 "pretty" => Ok(LogFormat::Pretty),
                 "json" => Ok(LogFormat::Json),
@@ -237,6 +256,8 @@ impl Config {
         store.journal_concurrency = self.journal_concurrency;
         store.group_max_legs = self.group_max_legs;
         store.source_queue_max_legs = self.source_queue_max_legs;
+        store.hold_default_timeout = self.hold_default_timeout;
+        store.hold_max_timeout = self.hold_max_timeout.max(self.hold_default_timeout);
         store
     }
 }

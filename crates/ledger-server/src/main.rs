@@ -109,6 +109,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .clone()
             .run_journal_sequencer(config.horizon_interval),
     );
+    tokio::spawn(ledger.clone().run_hold_expiry(config.hold_expiry_interval));
 
     let listener = TcpListener::bind(config.listen_addr)
         .with_context(|| format!("Failed to listen on {}", config.listen_addr))?;

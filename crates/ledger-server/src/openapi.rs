@@ -35,7 +35,12 @@ pub fn document(operations: Vec<Operation>) -> utoipa::openapi::OpenApi {
     for mut operation in operations {
         if let Some(scope) = operation.scope {
             for item in operation.paths.paths.values_mut() {
-                let operations = [&mut item.get, &mut item.post, &mut item.delete];
+                let operations = [
+                    &mut item.get,
+                    &mut item.post,
+                    &mut item.put,
+                    &mut item.delete,
+                ];
                 for op in operations.into_iter().flatten() {
                     require_key(op, scope);
                 }
@@ -75,7 +80,8 @@ pub fn document(operations: Vec<Operation>) -> utoipa::openapi::OpenApi {
     components(schemas(Problem, ErrorCode, dto::Money, dto::AmountInput)),
     tags(
         (name = "accounts", description = "Accounts, their balances and histories, deposits and withdrawals."),
-        (name = "transfers", description = "Money moved between two customer accounts, one transfer at a time or in atomic batches."),
+        (name = "transfers", description = "Money moved between two customer accounts, one transfer at a time or in atomic batches; reversals."),
+        (name = "holds", description = "Two-phase transfers: a hold reserves money (the available balance drops), then a capture moves it, or a void or the expiry releases it."),
         (name = "journal", description = "The verifiable journal: a digest of every account's hash chain, and inclusion proofs."),
         (name = "keys", description = "API keys (admin keys only): make, list, revoke."),
         (name = "operations", description = "Liveness and readiness probes."),
@@ -93,7 +99,7 @@ struct BodyResponses;
 impl Modify for BodyResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.post, &mut item.delete];
+            let operations = [&mut item.post, &mut item.put, &mut item.delete];
             for operation in operations.into_iter().flatten() {
                 if operation.request_body.is_none() {
                     continue;
@@ -134,7 +140,12 @@ struct ServerResponses;
 impl Modify for ServerResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
             for operation in operations.into_iter().flatten() {
                 let probe = operation
                     .tags

@@ -17,7 +17,7 @@ use utoipa_actix_web::OpenApiFactory;
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::handlers::{accounts, batches, health, journal, keys, transfers};
+use crate::handlers::{accounts, batches, health, holds, journal, keys, statements, transfers};
 
 /// One operation: a handler with the `#[utoipa::path]` that describes it.
 pub struct Operation {
@@ -106,13 +106,22 @@ pub fn operations(batch_body_limit_bytes: usize) -> Vec<Operation> {
         Operation::new(accounts::__path_close_account, accounts::close_account).scope(Scope::Admin),
         Operation::new(accounts::__path_balance, accounts::balance),
         Operation::new(accounts::__path_history, accounts::history),
+        Operation::new(statements::__path_statement, statements::statement),
         Operation::new(accounts::__path_deposit, accounts::deposit).scope(Scope::Treasury),
         Operation::new(accounts::__path_withdraw, accounts::withdraw).scope(Scope::Treasury),
         Operation::new(
             transfers::__path_create_transfer,
             transfers::create_transfer,
         ),
+        Operation::new(transfers::__path_list_transfers, transfers::list_transfers),
         Operation::new(transfers::__path_get_transfer, transfers::get_transfer),
+        Operation::new(holds::__path_reverse_transfer, holds::reverse_transfer),
+        Operation::new(holds::__path_place_hold, holds::place_hold),
+        Operation::new(holds::__path_get_hold, holds::get_hold),
+        Operation::new(holds::__path_capture_hold, holds::capture_hold),
+        Operation::new(holds::__path_void_hold, holds::void_hold),
+        Operation::new(holds::__path_list_account_holds, holds::list_account_holds),
+        Operation::new(holds::__path_set_overdraft, holds::set_overdraft).scope(Scope::Treasury),
         Operation::new(batches::__path_create_batch, batches::create_batch)
             .body_limit_bytes(batch_body_limit_bytes),
         Operation::new(batches::__path_get_batch, batches::get_batch),

@@ -27,6 +27,7 @@ const BATCH_LEGS: usize = 1_000;
 
 async fn open(ledger: &Ledger, balance: &str) -> anyhow::Result<AccountId> {
     let request = NewAccount {
+        overdraft_limit: None,
         id: None,
         currency: Currency::parse("USD").map_err(anyhow::Error::msg)?,
         initial_balance: Some(balance.parse()?),

@@ -50,15 +50,28 @@ impl Ledger {
             Some(value) if value > Decimal::ZERO => Some(Amount::new(value, request.currency)?),
             _ => None,
         };
+        let overdraft_limit = match request.overdraft_limit {
+            Some(line) => {
+                ledger_domain::check_overdraft_limit(line)?;
+                Amount::scale_non_negative(line, request.currency)?
+            }
+            None => Decimal::ZERO,
+        };
         let id = request.id.unwrap_or_else(AccountId::generate);
         let idempotency = key.map(|key| Idempotency {
             key: key.clone(),
-            fingerprint: open_fingerprint(&request, initial.as_ref()),
+            fingerprint: open_fingerprint(&request, initial.as_ref(), overdraft_limit),
         });
         let metadata = request.metadata.as_ref().map(Metadata::to_value);
         let Some(amount) = initial else {
             return self
-                .open_empty(id, &request, metadata, idempotency.as_ref())
+                .open_empty(
+                    id,
+                    &request,
+                    metadata,
+                    overdraft_limit,
+                    idempotency.as_ref(),
+                )
                 .await;
         };
 
@@ -84,6 +97,7 @@ impl Ledger {
             opening: Some(Opening {
                 currency: request.currency,
                 metadata: metadata.clone(),
+                overdraft_limit,
             }),
             author: self.author,
         };
@@ -106,6 +120,7 @@ impl Ledger {
                         created_at,
                         closed_at: None,
                         metadata,
+                        overdraft_limit,
                     },
                     replayed: false,
                 })
@@ -126,6 +141,7 @@ impl Ledger {
         id: AccountId,
         request: &NewAccount,
         metadata: Option<serde_json::Value>,
+        overdraft_limit: Decimal,
         idempotency: Option<&Idempotency>,
     ) -> Result<Outcome<Account>, StoreError> {
         let mut client = self.client().await?;
@@ -143,8 +159,9 @@ impl Ledger {
 
         let insert = tx
             .prepare_cached(
-                "insert into ledger.accounts (account_id, currency_code, metadata, opened_by) \
-                 values ($1, $2, $3, $4)",
+                "insert into ledger.accounts \
+                     (account_id, currency_code, metadata, opened_by, overdraft_limit) \
+                 values ($1, $2, $3, $4, $5)",
             )
             .await?;
         tx.execute(
@@ -154,6 +171,7 @@ impl Ledger {
                 &request.currency.code(),
                 &metadata,
                 &self.author,
+                &overdraft_limit,
             ],
         )
         .await
@@ -189,16 +207,18 @@ impl Ledger {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Account>, StoreError> {
-        self.list_accounts_among(cursor, limit, None).await
+        self.list_accounts_among(cursor, limit, None, None).await
     }
 
     /// [`Self::list_accounts`], of `among` only when given (the accounts an
-    /// API key is restricted to).
+    /// API key is restricted to), and only those whose metadata contains
+    /// `metadata` when given (`@>`: each top-level key with that value).
     pub async fn list_accounts_among(
         &self,
         cursor: Option<&str>,
         limit: u32,
         among: Option<&[AccountId]>,
+        metadata: Option<&serde_json::Value>,
     ) -> Result<Page<Account>, StoreError> {
         let among: Option<Vec<uuid::Uuid>> =
             among.map(|ids| ids.iter().map(AccountId::as_uuid).collect());
@@ -213,6 +233,13 @@ impl Ledger {
         };
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let client = self.client().await?;
+        // Two statements rather than `$5 is null or …`: a generic plan of
+        // the catch-all could not use the metadata index (V7).
+        let metadata_filter = if metadata.is_some() {
+            "and metadata is not null and metadata @> $5"
+        } else {
+            "and $5::jsonb is null"
+        };
         // The byte budget is applied in SQL, so accounts past it are neither
         // sent nor have their balance computed (see `history`).
         let statement = client
@@ -227,6 +254,7 @@ impl Ledger {
                              from ledger.accounts
                             where account_id > $1
                               and ($4::uuid[] is null or account_id = any($4))
+                              {metadata_filter}
                             order by account_id limit $2) a
                  ) p
                  where bytes_before < $3
@@ -237,7 +265,13 @@ impl Ledger {
         let rows = client
             .query(
                 &statement,
-                &[&after, &(i64::from(limit) + 1), &PAGE_BYTE_BUDGET, &among],
+                &[
+                    &after,
+                    &(i64::from(limit) + 1),
+                    &PAGE_BYTE_BUDGET,
+                    &among,
+                    &metadata,
+                ],
             )
             .await?;
         let matched: i64 = match rows.first() {
@@ -295,6 +329,13 @@ async fn account_as_opened(
         None => Decimal::ZERO,
     };
     account.closed_at = None;
+    let statement = client
+        .prepare_cached("select overdraft_limit from ledger.accounts where account_id = $1")
+        .await?;
+    account.overdraft_limit = client
+        .query_one(&statement, &[&id.as_uuid()])
+        .await?
+        .try_get("overdraft_limit")?;
     Ok(account)
 }
 
@@ -313,7 +354,11 @@ pub(crate) async fn fetch_account(
     account_from_row(&row)
 }
 
-fn open_fingerprint(request: &NewAccount, initial: Option<&Amount>) -> RequestFingerprint {
+fn open_fingerprint(
+    request: &NewAccount,
+    initial: Option<&Amount>,
+    overdraft_limit: Decimal,
+) -> RequestFingerprint {
     let id = request.id.map(|id| id.to_string()).unwrap_or_default();
     let initial = initial
         .map(|amount| amount.value().normalize().to_string())
@@ -323,8 +368,12 @@ fn open_fingerprint(request: &NewAccount, initial: Option<&Amount>) -> RequestFi
         .as_ref()
         .map(Metadata::canonical)
         .unwrap_or_default();
-    RequestFingerprint::of(
-        "open_account",
-        &[&id, request.currency.code(), &initial, &metadata],
-    )
+    // The line joins the fingerprint only when there is one, so that a key
+    // recorded before lines existed still matches its request.
+    let line = overdraft_limit.normalize().to_string();
+    let mut parts: Vec<&str> = vec![&id, request.currency.code(), &initial, &metadata];
+    if !overdraft_limit.is_zero() {
+        parts.push(&line);
+    }
+    RequestFingerprint::of("open_account", &parts)
 }

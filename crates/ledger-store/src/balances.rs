@@ -18,6 +18,8 @@ impl Ledger {
         self.read_balance(
             account,
             "select currency_code, ledger.balance(account_id) as balance, \
+                    ledger.held_at(account_id, clock_timestamp()) as held, \
+                    ledger.overdraft_limit(account_id) as overdraft_limit, \
                     clock_timestamp() as at, false as is_final \
                from ledger.accounts where account_id = $1",
             &[&account.as_uuid()],
@@ -40,6 +42,8 @@ impl Ledger {
             .read_balance(
                 account,
                 "select currency_code, ledger.balance_at(account_id, $2) as balance, \
+                        ledger.held_at(account_id, $2) as held, \
+                        ledger.overdraft_limit_at(account_id, $2) as overdraft_limit, \
                         $2 as at, $2 < ledger.final_horizon() as is_final \
                    from ledger.accounts where account_id = $1",
                 &[&account.as_uuid(), &query_at],
@@ -64,6 +68,8 @@ impl Ledger {
             account_id: account,
             currency: currency_of(row.try_get("currency_code")?)?,
             balance: row.try_get("balance")?,
+            held: row.try_get("held")?,
+            overdraft_limit: row.try_get("overdraft_limit")?,
             at: row.try_get("at")?,
             is_final: row.try_get("is_final")?,
         })
@@ -211,8 +217,10 @@ pub const PAGE_BYTE_BUDGET: i64 = 1 << 20;
 const ROW_BYTES: &str = "(512 + coalesce(octet_length(metadata::text), 0))";
 
 /// The history window: `$2` from, `$3` to, `$4`/`$5` the cursor (time, id);
-/// NULL means unbounded.
+/// NULL means unbounded. Only money movements: a hold's placement and a line
+/// change are rows of the log that move nothing (amount 0).
 const WINDOW: &str = "\
+    and amount > 0 \
     and created_at >= coalesce($2::timestamptz, '-infinity') \
     and created_at <= least(coalesce($3::timestamptz, 'infinity'), coalesce($4::timestamptz, 'infinity')) \
     and (created_at, transfer_id) < (coalesce($4::timestamptz, 'infinity'), \
@@ -245,7 +253,7 @@ async fn exists(client: &impl GenericClient, account: AccountId) -> Result<(), S
 /// A history cursor's position is `<created_at in µs>_<transfer id>` of the
 /// last entry returned: stable across inserts. Its MAC (see `cursor`) has
 /// been checked already; the range check is the second line of defence.
-fn parse_history_position(position: &str) -> Result<(DateTime<Utc>, Uuid), StoreError> {
+pub(crate) fn parse_history_position(position: &str) -> Result<(DateTime<Utc>, Uuid), StoreError> {
     let (micros, id) = position.split_once('_').ok_or(StoreError::InvalidCursor)?;
     let micros: i64 = micros.parse().map_err(|_| StoreError::InvalidCursor)?;
     let time = DateTime::<Utc>::from_timestamp_micros(micros)

@@ -34,6 +34,10 @@ pub struct StoreConfig {
     pub journal_concurrency: usize,
     /// How long a digest or proof waits for its turn before giving up.
     pub journal_wait: Duration,
+    /// A hold's life when the request names no expiry.
+    pub hold_default_timeout: Duration,
+    /// The longest life a hold may ask for.
+    pub hold_max_timeout: Duration,
 }
 
 /// The largest group the store applies in one transaction. A leg with an
@@ -57,6 +61,8 @@ impl StoreConfig {
             close_wait: Duration::from_secs(10),
             journal_concurrency: 2,
             journal_wait: Duration::from_secs(30),
+            hold_default_timeout: Duration::from_secs(7 * 24 * 3600),
+            hold_max_timeout: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

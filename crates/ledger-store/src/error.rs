@@ -1,4 +1,4 @@
-use ledger_domain::{AccountId, Currency, DomainError};
+use ledger_domain::{AccountId, Currency, DomainError, Operation, TransferId};
 use tokio_postgres::error::SqlState;
 
 /// Everything the store can fail with. A [`StoreError::Domain`] is the
@@ -126,6 +126,10 @@ pub(crate) struct WriteContext {
     pub source: AccountId,
     pub destination: AccountId,
     pub currency: Currency,
+    /// What the write does (a line change's overdraft is `OverdraftInUse`).
+    pub operation: Operation,
+    /// The hold a capture settles, or the transfer a reversal undoes.
+    pub link: Option<TransferId>,
 }
 
 /// Declares [`Constraint`]: one variant per database constraint (or trigger
@@ -193,6 +197,29 @@ constraints! {
     /// Trigger: a batch's time is before the source's previous row (a lost
     /// race with a row that committed after the heads were read, retried).
     TransfersBatchTimeOrder = "transfers_batch_time_order",
+    /// Check: a negative overdraft line.
+    TransfersOverdraftLimitNonNegative = "transfers_overdraft_limit_non_negative",
+    /// Check: a hold expiring no later than it is placed.
+    TransfersHoldExpiresAfterPlacement = "transfers_hold_expires_after_placement",
+    /// Trigger: a capture names no hold of its source and destination.
+    TransfersHoldIdFkey = "transfers_hold_id_fkey",
+    /// Trigger: a capture at or after its hold's expiry.
+    TransfersHoldPending = "transfers_hold_pending",
+    /// Trigger: a capture of more than its hold.
+    TransfersCaptureWithinHold = "transfers_capture_within_hold",
+    /// Trigger: a reversal names no transfer it can undo.
+    TransfersReversesTransferIdFkey = "transfers_reverses_transfer_id_fkey",
+    /// Trigger: reversals of a transfer beyond its amount.
+    TransfersReversalWithinOriginal = "transfers_reversal_within_original",
+    /// `hold_resolutions.hold_id` taken: the hold was captured, voided or
+    /// expired already (the one winner).
+    HoldResolutionsPkey = "hold_resolutions_pkey",
+    /// Trigger: a resolution of a hold that does not exist.
+    HoldResolutionsHoldIdFkey = "hold_resolutions_hold_id_fkey",
+    /// Trigger: a void at or after the hold's expiry.
+    HoldResolutionsHoldPending = "hold_resolutions_hold_pending",
+    /// Check: an opening line below zero.
+    AccountsOverdraftLimitNonNegative = "accounts_overdraft_limit_non_negative",
 }
 
 impl Constraint {
@@ -236,9 +263,30 @@ pub(crate) fn constraint_violation(
             max: ledger_domain::MAX_AMOUNT,
         },
         Constraint::TransfersDistinctAccounts => DomainError::SameAccount,
+        Constraint::TransfersNoOverdraft if context.operation == Operation::OverdraftChange => {
+            DomainError::OverdraftInUse {
+                account: context.source,
+            }
+        }
         Constraint::TransfersNoOverdraft => DomainError::InsufficientFunds {
             account: context.source,
         },
+        Constraint::TransfersOverdraftLimitNonNegative
+        | Constraint::AccountsOverdraftLimitNonNegative => DomainError::InvalidOverdraftLimit,
+        Constraint::TransfersHoldExpiresAfterPlacement => {
+            DomainError::InvalidHoldExpiry("expires_at must be after the hold is placed".to_owned())
+        }
+        Constraint::TransfersHoldIdFkey | Constraint::HoldResolutionsHoldIdFkey => {
+            DomainError::HoldNotFound(context.link?)
+        }
+        Constraint::TransfersHoldPending
+        | Constraint::HoldResolutionsPkey
+        | Constraint::HoldResolutionsHoldPending => DomainError::HoldNotPending(context.link?),
+        Constraint::TransfersCaptureWithinHold => DomainError::CaptureExceedsHold(context.link?),
+        Constraint::TransfersReversesTransferIdFkey => DomainError::TransferNotFound(context.link?),
+        Constraint::TransfersReversalWithinOriginal => {
+            DomainError::ReversalExceedsTransfer { remaining: None }
+        }
         // Mapped where they can happen: a lost race (transfers_pkey,
         // transfers_batch_time_order) or an account insert.
         Constraint::AccountsPkey

@@ -12,17 +12,24 @@ use crate::StoreError;
 
 /// The head of every account the `where` clause picks: the next sequence
 /// number is one past the latest row out of it (an index probe of the
-/// primary key), the balance everything in minus its running outgoing total.
+/// primary key), the balance everything in minus its running outgoing total,
+/// its pending holds (none when its latest row left none pending, as only a
+/// row of its own places one; `ledger.held_at` otherwise) and its line
+/// (carried on its latest row).
 macro_rules! heads_sql {
     ($accounts:literal) => {
         concat!(
             "select s.account_id, s.currency_code, s.is_system,
                     ledger.close_state(s.closed_at, s.closing_xid) as state,
                     coalesce(h.source_seq + 1, 0) as next_seq,
-                    ledger.incoming_total(s.account_id) - coalesce(h.source_outgoing_total, 0) as balance
+                    ledger.incoming_total(s.account_id) - coalesce(h.source_outgoing_total, 0) as balance,
+                    case when s.is_system or coalesce(h.source_held_after, 0) = 0 then 0
+                         else ledger.held_at(s.account_id, clock_timestamp()) end as held,
+                    coalesce(h.source_overdraft_limit, s.overdraft_limit) as overdraft_limit
                from ledger.accounts s
                left join lateral (
-                     select t.source_seq, t.source_outgoing_total
+                     select t.source_seq, t.source_outgoing_total, t.source_overdraft_limit,
+                            t.source_held_after
                        from ledger.transfers t
                       where t.source_account_id = s.account_id
                       order by t.source_seq desc
@@ -74,6 +81,8 @@ pub(crate) fn read_source_head(row: &tokio_postgres::Row) -> Result<SourceHead, 
         state,
         next_seq: row.try_get("next_seq")?,
         balance: row.try_get("balance")?,
+        held: row.try_get("held")?,
+        overdraft_limit: row.try_get("overdraft_limit")?,
     })
 }
 

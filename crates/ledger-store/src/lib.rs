@@ -19,13 +19,16 @@ mod cursor;
 mod error;
 mod group_commit;
 mod heads;
+mod holds;
 mod horizon;
 mod idempotency;
 mod journal;
 mod keys;
 mod migrate;
+mod queries;
 mod records;
 mod slots;
+mod statements;
 mod transfers;
 mod verify;
 
@@ -48,6 +51,8 @@ pub use error::{Constraint, StoreError};
 pub use group_commit::{GroupCommitMetrics, GroupCommitStats};
 pub use journal::{ConsistencyProof, Digest, InclusionProof, TreeHead};
 pub use keys::{ApiKey, NewApiKey};
+pub use queries::TransferQuery;
+pub use statements::{StatementLine, StatementReader};
 pub use verify::{CurrencyTotal, VerifyReport, Violation, RULES};
 
 /// The statements of the transfer write path, for benchmarks that must drive
@@ -57,9 +62,10 @@ pub mod sql {
     pub use crate::transfers::insert_transfer_sql;
 }
 pub use batches::{Batch, BatchLeg};
+pub use holds::{Hold, HoldExpiry, HoldStatus, NewHold};
 pub use records::{
     Account, Balance, Direction, HistoryEntry, HistoryQuery, NewAccount, Outcome, Page, Posting,
-    Transfer,
+    Transfer, TransferKind,
 };
 
 /// Handle to the ledger in PostgreSQL. Cheap to clone.

@@ -28,6 +28,19 @@ pub struct Account {
     pub closed_at: Option<DateTime<Utc>>,
     /// The client's metadata, as given.
     pub metadata: Option<Value>,
+    /// Its overdraft line now: how far below zero its balance may go.
+    pub overdraft_limit: Decimal,
+}
+
+/// What a money movement is, beyond moving money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferKind {
+    /// A transfer, deposit or withdrawal.
+    Transfer,
+    /// The capture of a hold (its id).
+    Capture(TransferId),
+    /// A reversal of a transfer (its id).
+    Reversal(TransferId),
 }
 
 /// One immutable row of the transfer log.
@@ -54,6 +67,8 @@ pub struct Transfer {
     pub metadata: Option<Value>,
     /// The API key that made it (`None`: made without authentication).
     pub created_by: Option<Uuid>,
+    /// Plain, a capture or a reversal.
+    pub kind: TransferKind,
 }
 
 /// A balance, now or as of a point in time.
@@ -66,12 +81,23 @@ pub struct Balance {
     /// Sum of every transfer into the account minus every transfer out of it
     /// with `created_at <= at`.
     pub balance: Decimal,
+    /// The account's pending holds at `at`.
+    pub held: Decimal,
+    /// Its overdraft line at `at`.
+    pub overdraft_limit: Decimal,
     /// The point in time the balance is for.
     pub at: DateTime<Utc>,
     /// True when no transfer with `created_at <= at` can still commit, so the
     /// same question will always get the same answer. A balance "now" is
     /// never final.
     pub is_final: bool,
+}
+
+impl Balance {
+    /// What the account could spend at `at`: balance − held + line.
+    pub fn available(&self) -> Decimal {
+        self.balance - self.held + self.overdraft_limit
+    }
 }
 
 /// Which way a transfer moved money, seen from one account.
@@ -137,6 +163,8 @@ pub struct NewAccount {
     pub currency: Currency,
     /// Money to deposit at opening, in the same transaction.
     pub initial_balance: Option<Decimal>,
+    /// Its overdraft line (zero when absent).
+    pub overdraft_limit: Option<Decimal>,
     /// The client's metadata.
     pub metadata: Option<Metadata>,
 }
@@ -162,23 +190,115 @@ pub enum Posting {
         /// Paying account.
         account: AccountId,
     },
+    /// Reserves money of `source` for `destination` until `expires_at`.
+    Hold {
+        /// Paying account.
+        source: AccountId,
+        /// Receiving account, once captured.
+        destination: AccountId,
+        /// When the reservation lapses (exclusive).
+        expires_at: DateTime<Utc>,
+    },
+    /// Settles a hold (its row's id) of `held` out of `source`.
+    Capture {
+        /// The hold.
+        hold: TransferId,
+        /// The hold's source.
+        source: AccountId,
+        /// The hold's destination.
+        destination: AccountId,
+        /// What the hold reserves.
+        held: Decimal,
+    },
+    /// Moves (part of) `original` back: from its destination (`source`
+    /// here) to its source.
+    Reversal {
+        /// The transfer undone.
+        original: TransferId,
+        /// The original's destination.
+        source: AccountId,
+        /// The original's source.
+        destination: AccountId,
+        /// What is not reversed yet.
+        remaining: Decimal,
+    },
+    /// Sets `account`'s overdraft line (the amount is the new line).
+    OverdraftChange {
+        /// The account.
+        account: AccountId,
+    },
 }
 
 impl Posting {
     /// The domain's name for what the posting does.
     pub(crate) fn kind(&self) -> Operation {
-        match self {
+        match *self {
             Self::Transfer { .. } => Operation::Transfer,
             Self::Deposit { .. } => Operation::Deposit,
             Self::Withdrawal { .. } => Operation::Withdrawal,
+            Self::Hold { .. } => Operation::Hold,
+            Self::Capture { hold, held, .. } => Operation::Capture { hold, held },
+            Self::Reversal { remaining, .. } => Operation::Reversal { remaining },
+            Self::OverdraftChange { .. } => Operation::OverdraftChange,
         }
     }
 
+    /// `ledger.idempotency_keys.operation` (and the log's word for it).
     pub(crate) fn operation(&self) -> &'static str {
         match self {
             Self::Transfer { .. } => "transfer",
             Self::Deposit { .. } => "deposit",
             Self::Withdrawal { .. } => "withdrawal",
+            Self::Hold { .. } => "hold",
+            Self::Capture { .. } => "capture",
+            Self::Reversal { .. } => "reversal",
+            Self::OverdraftChange { .. } => "overdraft_change",
+        }
+    }
+
+    /// `ledger.transfers.kind` of its row.
+    pub(crate) fn row_kind(&self) -> &'static str {
+        match self {
+            Self::Transfer { .. } | Self::Deposit { .. } | Self::Withdrawal { .. } => "transfer",
+            other => other.operation(),
+        }
+    }
+
+    /// A transfer, deposit or withdrawal: a row with nothing but money.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.row_kind() == "transfer"
+    }
+
+    /// A hold's expiry, for its row.
+    pub(crate) fn hold_expires_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Hold { expires_at, .. } => Some(*expires_at),
+            _ => None,
+        }
+    }
+
+    /// A capture's hold, for its row.
+    pub(crate) fn hold_id(&self) -> Option<Uuid> {
+        match self {
+            Self::Capture { hold, .. } => Some(hold.as_uuid()),
+            _ => None,
+        }
+    }
+
+    /// The hold a capture settles or the transfer a reversal undoes.
+    pub(crate) fn link(&self) -> Option<TransferId> {
+        match self {
+            Self::Capture { hold, .. } => Some(*hold),
+            Self::Reversal { original, .. } => Some(*original),
+            _ => None,
+        }
+    }
+
+    /// A reversal's original, for its row.
+    pub(crate) fn reverses(&self) -> Option<Uuid> {
+        match self {
+            Self::Reversal { original, .. } => Some(original.as_uuid()),
+            _ => None,
         }
     }
 }
@@ -207,7 +327,7 @@ pub(crate) fn currency_of(code: &str) -> Result<Currency, StoreError> {
 /// The columns [`transfer_from_row`] reads, in a form fit for `select`.
 pub(crate) const TRANSFER_COLUMNS: &str = "transfer_id, source_account_id, source_seq, \
     destination_account_id, amount, currency_code, created_at, source_balance_after, \
-    metadata, created_by";
+    metadata, created_by, kind, hold_id, reverses_transfer_id";
 
 pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, StoreError> {
     Ok(Transfer {
@@ -221,7 +341,18 @@ pub(crate) fn transfer_from_row(row: &tokio_postgres::Row) -> Result<Transfer, S
         source_balance_after: row.try_get("source_balance_after")?,
         metadata: row.try_get("metadata")?,
         created_by: row.try_get("created_by")?,
+        kind: match row.try_get::<_, &str>("kind")? {
+            "capture" => TransferKind::Capture(linked(row, "hold_id")?),
+            "reversal" => TransferKind::Reversal(linked(row, "reverses_transfer_id")?),
+            _ => TransferKind::Transfer,
+        },
     })
+}
+
+fn linked(row: &tokio_postgres::Row, column: &str) -> Result<TransferId, StoreError> {
+    let id: Option<Uuid> = row.try_get(column)?;
+    id.map(TransferId::from)
+        .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("{column} missing on its row")))
 }
 
 /// Transfer rows, which an insert or an `= any` read returns in any order,
@@ -256,7 +387,7 @@ impl TransfersById {
 /// query (`ledger.balance(account_id) as balance`).
 pub(crate) const ACCOUNT_COLUMNS: &str =
     "account_id, currency_code, is_system, created_at, closed_at, metadata, \
-     ledger.balance(account_id) as balance";
+     ledger.balance(account_id) as balance, ledger.overdraft_limit(account_id) as overdraft_limit";
 
 pub(crate) fn account_from_row(row: &tokio_postgres::Row) -> Result<Account, StoreError> {
     Ok(Account {
@@ -271,5 +402,6 @@ pub(crate) fn account_from_row(row: &tokio_postgres::Row) -> Result<Account, Sto
         created_at: row.try_get("created_at")?,
         closed_at: row.try_get("closed_at")?,
         metadata: row.try_get("metadata")?,
+        overdraft_limit: row.try_get("overdraft_limit")?,
     })
 }

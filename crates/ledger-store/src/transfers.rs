@@ -86,6 +86,45 @@ impl Ledger {
             check_amount(amount)?;
         }
 
+        let fingerprint = fingerprint(&posting, amount, metadata.as_ref());
+        match self
+            .write(posting, amount, metadata, fingerprint, key)
+            .await?
+        {
+            LegAnswer::Applied { transfer, .. } => Ok(Outcome {
+                value: transfer,
+                replayed: false,
+            }),
+            LegAnswer::Replayed { transfer_id, .. } => self.replayed_transfer(transfer_id).await,
+        }
+    }
+
+    /// The transfer an idempotency key recorded, as a replay.
+    pub(crate) async fn replayed_transfer(
+        &self,
+        transfer_id: Option<Uuid>,
+    ) -> Result<Outcome<Transfer>, StoreError> {
+        let id = transfer_id.ok_or_else(|| {
+            StoreError::Internal(anyhow::anyhow!("idempotency key without a transfer"))
+        })?;
+        let client = self.client().await?;
+        let transfer = fetch_transfer(&client, TransferId::from(id)).await?;
+        Ok(Outcome {
+            value: transfer,
+            replayed: true,
+        })
+    }
+
+    /// Queues one write out of its source (every kind of row goes this way)
+    /// with its idempotency key, and answers what the group did with it.
+    pub(crate) async fn write(
+        &self,
+        posting: Posting,
+        amount: Decimal,
+        metadata: Option<Metadata>,
+        fingerprint: RequestFingerprint,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<LegAnswer, StoreError> {
         let transfer_id = TransferId::generate();
         tracing::Span::current().record("transfer.id", tracing::field::display(transfer_id));
         // Resolve the system account before queueing: creating it needs a
@@ -94,10 +133,13 @@ impl Ledger {
         let claim = key.map(|key| LegClaim {
             idempotency: Idempotency {
                 key: key.clone(),
-                fingerprint: fingerprint(&posting, amount, metadata.as_ref()),
+                fingerprint,
             },
             operation: posting.operation(),
-            account_id: None,
+            account_id: match posting {
+                Posting::OverdraftChange { account } => Some(account.as_uuid()),
+                _ => None,
+            },
         });
         let leg = Leg {
             posting,
@@ -110,23 +152,21 @@ impl Ledger {
             opening: None,
             author: self.author,
         };
-        match self.submit(leg).await? {
-            LegAnswer::Applied { transfer, .. } => Ok(Outcome {
-                value: transfer,
-                replayed: false,
-            }),
-            LegAnswer::Replayed { transfer_id, .. } => {
-                let id = transfer_id.ok_or_else(|| {
-                    StoreError::Internal(anyhow::anyhow!("idempotency key without a transfer"))
-                })?;
-                let client = self.client().await?;
-                let transfer = fetch_transfer(&client, TransferId::from(id)).await?;
-                Ok(Outcome {
-                    value: transfer,
-                    replayed: true,
-                })
-            }
-        }
+        self.submit(leg).await
+    }
+
+    /// How much of a transfer its reversals have moved back, derived from
+    /// them at read time (the transfer's own row never changes).
+    pub async fn reversed_amount(&self, id: TransferId) -> Result<Decimal, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "select coalesce(sum(amount), 0) as reversed from ledger.transfers \
+                  where reverses_transfer_id = $1",
+            )
+            .await?;
+        let row = client.query_one(&statement, &[&id.as_uuid()]).await?;
+        Ok(row.try_get("reversed")?)
     }
 
     /// Reads one transfer.
@@ -178,7 +218,7 @@ impl Ledger {
                         &leg.transfer_id.as_uuid(),
                         &destination.as_uuid(),
                         &currency.code(),
-                        &decision.amount.value(),
+                        &decision.amount,
                         &leg.metadata,
                         &leg.author,
                     ],
@@ -210,8 +250,25 @@ impl Ledger {
             Posting::Transfer {
                 source,
                 destination,
+            }
+            | Posting::Hold {
+                source,
+                destination,
+                ..
+            }
+            | Posting::Capture {
+                source,
+                destination,
+                ..
+            }
+            | Posting::Reversal {
+                source,
+                destination,
+                ..
             } => return Ok((source, destination)),
-            Posting::Deposit { account } | Posting::Withdrawal { account } => account,
+            Posting::Deposit { account }
+            | Posting::Withdrawal { account }
+            | Posting::OverdraftChange { account } => account,
         };
         let currency = {
             let client = self.client().await?;
@@ -281,7 +338,11 @@ pub(crate) async fn fetch_transfer(
     client: &impl GenericClient,
     id: TransferId,
 ) -> Result<Transfer, StoreError> {
-    let sql = format!("select {TRANSFER_COLUMNS} from ledger.transfers where transfer_id = $1");
+    // A hold's placement or a line change is a row of the log, but not a
+    // transfer: it moves nothing (amount 0).
+    let sql = format!(
+        "select {TRANSFER_COLUMNS} from ledger.transfers where transfer_id = $1 and amount > 0"
+    );
     let row = find_one(
         client,
         &sql,
@@ -293,8 +354,9 @@ pub(crate) async fn fetch_transfer(
 }
 
 /// What makes two postings the same request: the operation, the accounts,
-/// the amount's value (`1.0` and `1` are the same) and the metadata.
-fn fingerprint(
+/// the amount's value (`1.0` and `1` are the same) and the metadata. (The
+/// other writes fingerprint their own requests: see `holds`.)
+pub(crate) fn fingerprint(
     posting: &Posting,
     amount: Decimal,
     metadata: Option<&Metadata>,
@@ -314,9 +376,34 @@ fn fingerprint(
                 &metadata,
             ],
         ),
-        Posting::Deposit { account } | Posting::Withdrawal { account } => RequestFingerprint::of(
+        Posting::Deposit { account }
+        | Posting::Withdrawal { account }
+        | Posting::OverdraftChange { account } => RequestFingerprint::of(
             posting.operation(),
             &[&account.to_string(), &amount, &metadata],
+        ),
+        Posting::Hold {
+            source,
+            destination,
+            ..
+        }
+        | Posting::Capture {
+            source,
+            destination,
+            ..
+        }
+        | Posting::Reversal {
+            source,
+            destination,
+            ..
+        } => RequestFingerprint::of(
+            posting.operation(),
+            &[
+                &source.to_string(),
+                &destination.to_string(),
+                &amount,
+                &metadata,
+            ],
         ),
     }
 }

@@ -11,8 +11,11 @@ mod store {
     mod errors;
     mod group_commit;
     mod history;
+    mod holds;
+    mod holds_model;
     mod idempotency;
     mod journal;
     mod model_check;
     mod money;
+    mod queries;
 }

@@ -44,6 +44,7 @@ pub async fn open_many<const N: usize>(ledger: &Ledger, balances: [&str; N]) -> 
 /// Opens an account in `currency` holding `balance`.
 pub async fn open_in(ledger: &Ledger, currency: Currency, balance: &str) -> AccountId {
     let request = NewAccount {
+        overdraft_limit: None,
         id: None,
         currency,
         initial_balance: Some(dec(balance)),

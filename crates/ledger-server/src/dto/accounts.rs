@@ -25,6 +25,9 @@ pub struct OpenAccountRequest {
     pub currency: Option<String>,
     /// Money deposited at opening, in the same transaction (default 0).
     pub initial_balance: Option<AmountInput>,
+    /// How far below zero its balance may go (default 0). A line above zero
+    /// extends credit, so it needs a treasury key.
+    pub overdraft_limit: Option<AmountInput>,
     /// Free-form JSON object, at most 16 KiB, stored as given.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -126,6 +129,8 @@ pub struct AccountDto {
     pub metadata: Option<Value>,
     /// Customer or system account.
     pub kind: AccountKindDto,
+    /// How far below zero its balance may go (0: not at all).
+    pub overdraft_limit: Money,
 }
 
 impl From<Account> for AccountDto {
@@ -141,6 +146,7 @@ impl From<Account> for AccountDto {
                 AccountKind::Customer => AccountKindDto::Customer,
                 AccountKind::System => AccountKindDto::System,
             },
+            overdraft_limit: Money::scaled(account.overdraft_limit, account.currency),
         }
     }
 }
@@ -154,8 +160,16 @@ pub struct BalanceDto {
     /// ISO 4217 code.
     #[schema(example = "USD")]
     pub currency: String,
-    /// Every transfer in minus every transfer out, up to `at`.
+    /// Every transfer in minus every transfer out, up to `at` (the posted
+    /// balance: holds do not change it).
     pub balance: Money,
+    /// The account's pending holds at `at`: placed, not captured, voided or
+    /// expired.
+    pub held: Money,
+    /// Its overdraft line at `at`.
+    pub overdraft_limit: Money,
+    /// What it could still spend at `at`: balance − held + overdraft_limit.
+    pub available: Money,
     /// The point in time the balance is for.
     pub at: DateTime<Utc>,
     /// True when no transfer at or before `at` can still commit, so asking
@@ -170,6 +184,9 @@ impl From<Balance> for BalanceDto {
             account_id: balance.account_id.as_uuid(),
             currency: balance.currency.code().to_owned(),
             balance: Money::scaled(balance.balance, balance.currency),
+            held: Money::scaled(balance.held, balance.currency),
+            overdraft_limit: Money::scaled(balance.overdraft_limit, balance.currency),
+            available: Money::scaled(balance.available(), balance.currency),
             at: balance.at,
             is_final: balance.is_final,
         }

@@ -7,8 +7,11 @@
 mod accounts;
 mod batches;
 mod health;
+mod holds;
 mod journal;
 mod keys;
+mod queries;
+mod statements;
 mod transfers;
 
 use std::borrow::Cow;
@@ -26,8 +29,11 @@ use utoipa::{PartialSchema, ToSchema};
 pub use accounts::*;
 pub use batches::*;
 pub use health::*;
+pub use holds::*;
 pub use journal::*;
 pub use keys::*;
+pub use queries::*;
+pub use statements::*;
 pub use transfers::*;
 
 use crate::error::ApiError;

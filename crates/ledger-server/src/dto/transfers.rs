@@ -1,7 +1,7 @@
 //! Transfers between customer accounts.
 
 use chrono::{DateTime, Utc};
-use ledger_store::Transfer;
+use ledger_store::{Transfer, TransferKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -53,6 +53,16 @@ pub struct TransferDto {
     /// authentication (`LEDGER_AUTH=off`).
     #[schema(required = true)]
     pub created_by: Option<Uuid>,
+    /// The hold this transfer captured; null unless it is a capture.
+    #[schema(required = true)]
+    pub hold_id: Option<Uuid>,
+    /// The transfer this one reverses; null unless it is a reversal.
+    #[schema(required = true)]
+    pub reverses: Option<Uuid>,
+    /// How much of this transfer its reversals have moved back, derived when
+    /// read (the transfer itself never changes). Only in `GET /transfers/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reversed_amount: Option<Money>,
 }
 
 impl From<Transfer> for TransferDto {
@@ -68,6 +78,15 @@ impl From<Transfer> for TransferDto {
             metadata: transfer.metadata,
             source_balance_after: Money::scaled(transfer.source_balance_after, transfer.currency),
             created_by: transfer.created_by,
+            hold_id: match transfer.kind {
+                TransferKind::Capture(hold) => Some(hold.as_uuid()),
+                _ => None,
+            },
+            reverses: match transfer.kind {
+                TransferKind::Reversal(original) => Some(original.as_uuid()),
+                _ => None,
+            },
+            reversed_amount: None,
         }
     }
 }

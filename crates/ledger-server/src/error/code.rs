@@ -30,6 +30,17 @@ pub enum ErrorCode {
     BatchNotFound,
     /// 404: no such API key.
     ApiKeyNotFound,
+    /// 404: no such hold.
+    HoldNotFound,
+    /// 409: the hold was captured, voided or has expired.
+    HoldNotPending,
+    /// 422: a capture of more than the hold reserves.
+    CaptureExceedsHold,
+    /// 422: reversals of a transfer would move back more than it moved.
+    ReversalExceedsTransfer,
+    /// 422: a line lower than what the account already uses (its debt and
+    /// its pending holds).
+    OverdraftInUse,
     /// 401: no API key, or one that is malformed, unknown or revoked (the
     /// answer does not say which). Comes with `WWW-Authenticate: Bearer`.
     Unauthorized,
@@ -78,13 +89,17 @@ impl ErrorCode {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::ValidationFailed
             | Self::InsufficientFunds
+            | Self::CaptureExceedsHold
+            | Self::ReversalExceedsTransfer
+            | Self::OverdraftInUse
             | Self::CurrencyMismatch
             | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::AccountNotFound
             | Self::TransferNotFound
             | Self::BatchNotFound
             | Self::ApiKeyNotFound
-            | Self::NotFound => StatusCode::NOT_FOUND,
+            | Self::NotFound
+            | Self::HoldNotFound => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -93,7 +108,8 @@ impl ErrorCode {
             | Self::AccountClosed
             | Self::AccountClosing
             | Self::AccountNotEmpty
-            | Self::IdempotencyInFlight => StatusCode::CONFLICT,
+            | Self::IdempotencyInFlight
+            | Self::HoldNotPending => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -114,6 +130,11 @@ impl ErrorCode {
             Self::TransferNotFound => "Transfer not found",
             Self::BatchNotFound => "Batch not found",
             Self::ApiKeyNotFound => "API key not found",
+            Self::HoldNotFound => "Hold not found",
+            Self::HoldNotPending => "Hold no longer pending",
+            Self::CaptureExceedsHold => "Capture exceeds the hold",
+            Self::ReversalExceedsTransfer => "Reversal exceeds the transfer",
+            Self::OverdraftInUse => "Overdraft line in use",
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden => "Forbidden",
             Self::RateLimited => "Too many requests",
@@ -145,6 +166,11 @@ impl ErrorCode {
             Self::TransferNotFound => "transfer_not_found",
             Self::BatchNotFound => "batch_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
+            Self::HoldNotFound => "hold_not_found",
+            Self::HoldNotPending => "hold_not_pending",
+            Self::CaptureExceedsHold => "capture_exceeds_hold",
+            Self::ReversalExceedsTransfer => "reversal_exceeds_transfer",
+            Self::OverdraftInUse => "overdraft_in_use",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",

@@ -200,6 +200,11 @@ impl From<DomainError> for ApiError {
             DomainError::TransferNotFound(_) => ErrorCode::TransferNotFound,
             DomainError::BatchNotFound(_) => ErrorCode::BatchNotFound,
             DomainError::ApiKeyNotFound(_) => ErrorCode::ApiKeyNotFound,
+            DomainError::HoldNotFound(_) => ErrorCode::HoldNotFound,
+            DomainError::HoldNotPending(_) => ErrorCode::HoldNotPending,
+            DomainError::CaptureExceedsHold(_) => ErrorCode::CaptureExceedsHold,
+            DomainError::ReversalExceedsTransfer { .. } => ErrorCode::ReversalExceedsTransfer,
+            DomainError::OverdraftInUse { .. } => ErrorCode::OverdraftInUse,
             DomainError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             DomainError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
             DomainError::AccountClosed(_) => ErrorCode::AccountClosed,
@@ -218,6 +223,9 @@ impl From<DomainError> for ApiError {
             | DomainError::SystemAccount(_)
             | DomainError::InvalidMetadata { .. }
             | DomainError::BatchSize { .. }
+            | DomainError::NotReversible(_)
+            | DomainError::InvalidOverdraftLimit
+            | DomainError::InvalidHoldExpiry(_)
             | DomainError::NotYetFinal { .. } => ErrorCode::ValidationFailed,
         };
         let detail = match &err {

@@ -1,15 +1,16 @@
 //! Accounts: open, read, list, close, balance, history, deposits and
 //! withdrawals.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use ledger_domain::{AccountId, Currency, Decimal, Scope};
 use ledger_store::{HistoryQuery, NewAccount, Posting};
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::dto::{
-    page_size, parse_metadata, AccountDto, AccountPage, BalanceDto, BalanceParams, HistoryPage,
-    HistoryParams, ListAccountsParams, MovementRequest, OpenAccountRequest, TransferDto,
+    page_size, parse_metadata, split_metadata_filter, AccountDto, AccountPage, BalanceDto,
+    BalanceParams, HistoryPage, HistoryParams, ListAccountsParams, MetadataFilter, MovementRequest,
+    OpenAccountRequest, TransferDto,
 };
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::handlers::responses::{
@@ -38,7 +39,7 @@ use crate::timestamp::instant;
         BadWrite,
         (status = 409, description = "`account_exists`, `idempotency_in_flight`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance, reserved id, bad metadata), `idempotency_key_reused`.",
+        (status = 422, description = "`validation_failed` (unknown currency, negative or badly scaled initial balance or overdraft line, reserved id, bad metadata), `idempotency_key_reused`.",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -64,14 +65,23 @@ pub async fn open_account(
         .as_ref()
         .map(|amount| state.amount(amount, "initial_balance"))
         .transpose()?;
-    // Money in at opening is a deposit: it creates money.
-    if initial_balance.is_some_and(|amount| amount > Decimal::ZERO) {
+    let overdraft_limit = body
+        .overdraft_limit
+        .as_ref()
+        .map(|line| state.amount(line, "overdraft_limit"))
+        .transpose()?;
+    // Money in at opening is a deposit: it creates money; a line extends
+    // credit.
+    if initial_balance.is_some_and(|amount| amount > Decimal::ZERO)
+        || overdraft_limit.is_some_and(|line| line > Decimal::ZERO)
+    {
         caller.require(Scope::Treasury)?;
     }
     let request = NewAccount {
         id: body.id.map(AccountId::from),
         currency,
         initial_balance,
+        overdraft_limit,
         metadata: parse_metadata(body.metadata)?,
     };
     let outcome = caller
@@ -88,22 +98,33 @@ pub async fn open_account(
     get,
     path = "/accounts",
     tag = "accounts",
-    params(ListAccountsParams),
+    params(
+        ListAccountsParams,
+        ("metadata" = Option<HashMap<String, String>>, Query, style = DeepObject, explode,
+            description = "Metadata equality, `metadata[KEY]=VALUE` (e.g. `metadata[order_id]=A-17`): only items whose metadata has the top-level key KEY with exactly the string VALUE. Up to 16 keys, all of which must match; a key or value holds 1 to 256 bytes and no NUL. 400 `invalid_request` otherwise."),
+    ),
     responses(
         (status = 200, description = "A page of accounts.", body = AccountPage),
-        (status = 400, description = "`invalid_request`: bad limit or cursor, unknown parameter.",
+        (status = 400, description = "`invalid_request`: bad limit, cursor or metadata filter, unknown parameter.",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn list_accounts(
     state: web::Data<AppState>,
     caller: Caller,
-    params: web::Query<ListAccountsParams>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let (params, metadata) = split_metadata_filter::<ListAccountsParams>(request.query_string())?;
     let limit = page_size(params.limit)?;
+    let metadata = metadata.map(MetadataFilter::into_value);
     let page = state
         .ledger
-        .list_accounts_among(params.cursor.as_deref(), limit, caller.accounts())
+        .list_accounts_among(
+            params.cursor.as_deref(),
+            limit,
+            caller.accounts(),
+            metadata.as_ref(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(AccountPage::from(page)))
 }

@@ -5,9 +5,11 @@
 pub mod accounts;
 pub mod batches;
 pub mod health;
+pub mod holds;
 pub mod journal;
 pub mod keys;
 pub mod responses;
+pub mod statements;
 pub mod transfers;
 
 use std::sync::Arc;

@@ -154,12 +154,12 @@ impl Ledger {
                 head.balance = decision.source_balance_after;
             }
             if let Some(head) = heads.get_mut(&leg.destination) {
-                head.balance += decision.amount.value();
+                head.balance += decision.amount;
             }
             rows.push(Row {
                 seq: decision.seq,
                 currency: source.currency,
-                amount: decision.amount.value(),
+                amount: decision.amount,
             });
         }
 
@@ -256,6 +256,8 @@ impl Ledger {
                         source: leg.source,
                         destination: leg.destination,
                         currency: rows[index].currency,
+                        operation: ledger_domain::Operation::Transfer,
+                        link: None,
                     };
                     return Err(match constraint_violation(&err, &context) {
                         Some(error) => StoreError::LegRefused { leg: index, error },

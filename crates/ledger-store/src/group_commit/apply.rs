@@ -34,23 +34,48 @@ use crate::{Ledger, StoreError};
 fn insert_group_sql() -> String {
     format!(
         "insert into ledger.transfers (source_account_id, source_seq, transfer_id, \
-             destination_account_id, currency_code, amount, metadata, created_by) \
+             destination_account_id, currency_code, amount, metadata, created_by, kind, \
+             held_amount, hold_expires_at, hold_id, reverses_transfer_id, \
+             source_overdraft_limit) \
          select $1, leg.seq, leg.transfer_id, leg.destination, $2, leg.amount, leg.metadata, \
-                leg.author \
+                leg.author, leg.kind, leg.held_amount, leg.hold_expires_at, leg.hold_id, \
+                leg.reverses, leg.overdraft_limit \
            from unnest($3::bigint[], $4::uuid[], $5::uuid[], $6::numeric[], $7::jsonb[], \
-                       $8::uuid[]) \
+                       $8::uuid[], $9::text[], $10::numeric[], $11::timestamptz[], \
+                       $12::uuid[], $13::uuid[], $14::numeric[]) \
                 with ordinality as leg(seq, transfer_id, destination, amount, metadata, author, \
-                                       position) \
+                                       kind, held_amount, hold_expires_at, hold_id, reverses, \
+                                       overdraft_limit, position) \
           order by leg.position \
          returning {TRANSFER_COLUMNS}"
     )
 }
 
+/// The captures of a group settle their holds: one row each, whose primary
+/// key makes a capture lose to a void or an expiry that came first (and the
+/// group with it, which is then applied leg by leg).
+const INSERT_CAPTURES: &str = "\
+    insert into ledger.hold_resolutions \
+        (hold_id, outcome, capture_transfer_id, captured_amount, created_by) \
+    select capture.hold_id, 'captured', capture.transfer_id, capture.amount, capture.author \
+      from unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::uuid[]) \
+           as capture(hold_id, transfer_id, amount, author)";
+
 const INSERT_OPENED_ACCOUNT: &str = "\
-    insert into ledger.accounts (account_id, currency_code, metadata, opened_by)
-    values ($1, $2, $3, $4)
+    insert into ledger.accounts (account_id, currency_code, metadata, opened_by, overdraft_limit)
+    values ($1, $2, $3, $4, $5)
     on conflict on constraint accounts_pkey do nothing
     returning created_at";
+
+/// A leg `decide` let through, with what its row records.
+struct Accepted {
+    index: usize,
+    seq: i64,
+    amount: Decimal,
+    held_amount: Option<Decimal>,
+    overdraft_limit: Decimal,
+    opened_at: Option<DateTime<Utc>>,
+}
 
 /// How one attempt at a group ended.
 enum Attempt {
@@ -109,7 +134,7 @@ impl Ledger {
         legs: &[Leg],
     ) -> Result<Vec<Result<LegAnswer, StoreError>>, StoreError> {
         if let [leg] = legs {
-            if leg.claim.is_none() && leg.opening.is_none() {
+            if leg.claim.is_none() && leg.opening.is_none() && leg.posting.is_plain() {
                 // Alone and with nothing else to write: one autocommit insert,
                 // exactly the path before group commit (no transaction to
                 // begin and commit on an uncontended account).
@@ -157,10 +182,7 @@ impl Ledger {
         client: &mut deadpool_postgres::Object,
         legs: &[Leg],
     ) -> Result<Attempt, StoreError> {
-        if legs
-            .iter()
-            .all(|leg| leg.claim.is_none() && leg.opening.is_none())
-        {
+        if legs.iter().all(|leg| !leg.needs_transaction()) {
             return self.decide_and_insert(&*client, legs).await;
         }
         let tx = client.transaction().await?;
@@ -209,8 +231,7 @@ impl Ledger {
 
         let mut answers: Vec<Option<Result<LegAnswer, StoreError>>> =
             legs.iter().map(|_| None).collect();
-        // (leg index, sequence number, scaled amount, opened_at)
-        let mut accepted: Vec<(usize, i64, Decimal, Option<DateTime<Utc>>)> = Vec::new();
+        let mut accepted: Vec<Accepted> = Vec::new();
         for (index, leg) in legs.iter().enumerate() {
             let decision = decide_leg(leg, head.as_ref(), &destinations);
             // A leg with a key claims it first: a replay answers with the
@@ -273,6 +294,7 @@ impl Ledger {
                             &opening.currency.code(),
                             &opening.metadata,
                             &leg.author,
+                            &opening.overdraft_limit,
                         ],
                     )
                     .await
@@ -300,8 +322,17 @@ impl Ledger {
             if let Some(head) = head.as_mut() {
                 head.next_seq += 1;
                 head.balance = decision.source_balance_after;
+                head.held = decision.held_after;
+                head.overdraft_limit = decision.overdraft_limit_after;
             }
-            accepted.push((index, decision.seq, decision.amount.value(), opened_at));
+            accepted.push(Accepted {
+                index,
+                seq: decision.seq,
+                amount: decision.amount,
+                held_amount: decision.held_amount,
+                overdraft_limit: decision.overdraft_limit_after,
+                opened_at,
+            });
         }
 
         if !accepted.is_empty() {
@@ -313,21 +344,40 @@ impl Ledger {
                 .prepare_cached(&insert_group_sql())
                 .await
                 .context("prepare the group insert")?;
-            let seqs: Vec<i64> = accepted.iter().map(|a| a.1).collect();
+            let seqs: Vec<i64> = accepted.iter().map(|a| a.seq).collect();
+            let leg_of = |a: &Accepted| &legs[a.index];
             let ids: Vec<Uuid> = accepted
                 .iter()
-                .map(|a| legs[a.0].transfer_id.as_uuid())
+                .map(|a| leg_of(a).transfer_id.as_uuid())
                 .collect();
             let destinations: Vec<Uuid> = accepted
                 .iter()
-                .map(|a| legs[a.0].destination.as_uuid())
+                .map(|a| leg_of(a).destination.as_uuid())
                 .collect();
-            let amounts: Vec<Decimal> = accepted.iter().map(|a| a.2).collect();
+            let amounts: Vec<Decimal> = accepted.iter().map(|a| a.amount).collect();
             let metadata: Vec<Option<serde_json::Value>> = accepted
                 .iter()
-                .map(|a| legs[a.0].metadata.clone())
+                .map(|a| leg_of(a).metadata.clone())
                 .collect();
-            let authors: Vec<Option<Uuid>> = accepted.iter().map(|a| legs[a.0].author).collect();
+            let authors: Vec<Option<Uuid>> = accepted.iter().map(|a| leg_of(a).author).collect();
+            let kinds: Vec<&str> = accepted
+                .iter()
+                .map(|a| leg_of(a).posting.row_kind())
+                .collect();
+            let held: Vec<Option<Decimal>> = accepted.iter().map(|a| a.held_amount).collect();
+            let expiries: Vec<Option<DateTime<Utc>>> = accepted
+                .iter()
+                .map(|a| leg_of(a).posting.hold_expires_at())
+                .collect();
+            let holds: Vec<Option<Uuid>> = accepted
+                .iter()
+                .map(|a| leg_of(a).posting.hold_id())
+                .collect();
+            let reverses: Vec<Option<Uuid>> = accepted
+                .iter()
+                .map(|a| leg_of(a).posting.reverses())
+                .collect();
+            let lines: Vec<Decimal> = accepted.iter().map(|a| a.overdraft_limit).collect();
             let rows = match tx
                 .query(
                     &insert,
@@ -340,6 +390,12 @@ impl Ledger {
                         &amounts,
                         &metadata,
                         &authors,
+                        &kinds,
+                        &held,
+                        &expiries,
+                        &holds,
+                        &reverses,
+                        &lines,
                     ],
                 )
                 .await
@@ -350,7 +406,7 @@ impl Ledger {
                 }
                 Err(err) if accepted.len() == 1 => {
                     // Alone, a refusal is this leg's own.
-                    let leg = &legs[accepted[0].0];
+                    let leg = &legs[accepted[0].index];
                     return Err(write_error(err, leg, currency));
                 }
                 Err(err) => return Err(err.into()),
@@ -358,8 +414,12 @@ impl Ledger {
             if rows.len() != accepted.len() {
                 return Ok(Attempt::LostRace);
             }
+            self.settle_captures(tx, legs, &accepted, currency).await?;
             let mut by_id = TransfersById::read(&rows)?;
-            for (index, _, _, opened_at) in accepted {
+            for Accepted {
+                index, opened_at, ..
+            } in accepted
+            {
                 let id = legs[index].transfer_id.as_uuid();
                 let transfer = by_id.take(id, || "an inserted leg was not returned".into())?;
                 answers[index] = Some(Ok(LegAnswer::Applied {
@@ -380,6 +440,50 @@ impl Ledger {
                 })
                 .collect(),
         ))
+    }
+}
+
+impl Ledger {
+    /// Records the resolution of every hold a capture of the group settles,
+    /// in the group's transaction.
+    async fn settle_captures(
+        &self,
+        tx: &impl GenericClient,
+        legs: &[Leg],
+        accepted: &[Accepted],
+        currency: Currency,
+    ) -> Result<(), StoreError> {
+        let captures: Vec<(&Leg, Decimal)> = accepted
+            .iter()
+            .map(|a| (&legs[a.index], a.amount))
+            .filter(|(leg, _)| leg.posting.hold_id().is_some())
+            .collect();
+        if captures.is_empty() {
+            return Ok(());
+        }
+        let holds: Vec<Option<Uuid>> = captures
+            .iter()
+            .map(|(leg, _)| leg.posting.hold_id())
+            .collect();
+        let ids: Vec<Uuid> = captures
+            .iter()
+            .map(|(leg, _)| leg.transfer_id.as_uuid())
+            .collect();
+        let amounts: Vec<Decimal> = captures.iter().map(|(_, amount)| *amount).collect();
+        let authors: Vec<Option<Uuid>> = captures.iter().map(|(leg, _)| leg.author).collect();
+        let statement = tx
+            .prepare_cached(INSERT_CAPTURES)
+            .await
+            .context("prepare the captures")?;
+        match tx
+            .execute(&statement, &[&holds, &ids, &amounts, &authors])
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Alone, the refusal (a void or an expiry won) is this leg's.
+            Err(err) if captures.len() == 1 => Err(write_error(err, captures[0].0, currency)),
+            Err(err) => Err(err.into()),
+        }
     }
 }
 
@@ -412,6 +516,8 @@ pub(crate) fn write_error(err: tokio_postgres::Error, leg: &Leg, currency: Curre
         source: leg.source,
         destination: leg.destination,
         currency,
+        operation: leg.posting.kind(),
+        link: leg.posting.link(),
     };
     match constraint_violation(&err, &context) {
         Some(domain) => domain.into(),

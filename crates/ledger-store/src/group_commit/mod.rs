@@ -73,6 +73,14 @@ pub(crate) struct Leg {
     pub author: Option<Uuid>,
 }
 
+impl Leg {
+    /// Whether the leg writes more than its own row (a key, an account, a
+    /// hold's resolution), so that its group needs a transaction.
+    pub(crate) fn needs_transaction(&self) -> bool {
+        self.claim.is_some() || self.opening.is_some() || self.posting.hold_id().is_some()
+    }
+}
+
 /// An idempotency key and what it records for the leg.
 pub(crate) struct LegClaim {
     pub idempotency: Idempotency,
@@ -86,6 +94,7 @@ pub(crate) struct LegClaim {
 pub(crate) struct Opening {
     pub currency: Currency,
     pub metadata: Option<serde_json::Value>,
+    pub overdraft_limit: Decimal,
 }
 
 /// What a leg did.

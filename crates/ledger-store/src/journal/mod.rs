@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ledger_domain::journal::{
     chain_hash, from_hex, inclusion_ranges, leaf_hash, root_from_path, subtrees,
-    verify_consistency, Hash, TransferEncoding, TreeSizes, GENESIS,
+    verify_consistency, Hash, RowExtension, TransferEncoding, TreeSizes, GENESIS,
 };
 use ledger_domain::{Decimal, DomainError, TransferId};
 use uuid::Uuid;
@@ -121,8 +121,14 @@ pub(crate) const ROW_TEXT: &str = "transfer_id, transfer_id::text as transfer_te
     amount, amount::text as amount_text, \
     (extract(epoch from created_at) * 1000000)::bigint as created_at_micros, \
     source_outgoing_total, source_outgoing_total::text as outgoing_text, \
-    source_balance_after::text as source_after_text, \
-    coalesce(metadata::text, '') as metadata_text, row_hash";
+    source_balance_after, source_balance_after::text as source_after_text, \
+    coalesce(metadata::text, '') as metadata_text, row_hash, \
+    kind, source_overdraft_limit, source_overdraft_limit::text as line_text, \
+    source_held_after, source_held_after::text as held_after_text, \
+    coalesce(held_amount::text, '') as held_amount_text, \
+    (extract(epoch from hold_expires_at) * 1000000)::bigint as hold_expires_at_micros, \
+    coalesce(hold_id::text, '') as hold_id_text, \
+    coalesce(reverses_transfer_id::text, '') as reverses_text";
 
 pub(crate) struct Row {
     pub(crate) transfer_id: Uuid,
@@ -135,6 +141,31 @@ pub(crate) struct Row {
     pub(crate) outgoing_total: Decimal,
     pub(crate) encoding: String,
     pub(crate) row_hash: Vec<u8>,
+    /// `transfer`, `hold`, `capture`, `reversal` or `overdraft_change`.
+    pub(crate) kind: String,
+    pub(crate) balance_after: Decimal,
+    pub(crate) held_after: Decimal,
+    pub(crate) overdraft_limit: Decimal,
+}
+
+/// Version 3's fields, for a row that version 2 cannot describe: the same
+/// rule as `ledger.transfer_encoding` (V6).
+fn read_extension(row: &tokio_postgres::Row) -> Result<Option<RowExtension<'_>>, StoreError> {
+    let kind: &str = row.try_get("kind")?;
+    let line: Decimal = row.try_get("source_overdraft_limit")?;
+    let held: Decimal = row.try_get("source_held_after")?;
+    if kind == "transfer" && line.is_zero() && held.is_zero() {
+        return Ok(None);
+    }
+    Ok(Some(RowExtension {
+        kind,
+        overdraft_limit: row.try_get("line_text")?,
+        held_after: row.try_get("held_after_text")?,
+        held_amount: row.try_get("held_amount_text")?,
+        hold_expires_at_micros: row.try_get("hold_expires_at_micros")?,
+        hold_id: row.try_get("hold_id_text")?,
+        reverses: row.try_get("reverses_text")?,
+    }))
 }
 
 pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
@@ -153,6 +184,7 @@ pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
         source_outgoing_total: row.try_get("outgoing_text")?,
         source_balance_after: row.try_get("source_after_text")?,
         metadata: row.try_get("metadata_text")?,
+        extension: read_extension(row)?,
     }
     .encode();
     Ok(Row {
@@ -166,6 +198,10 @@ pub(crate) fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
         outgoing_total: row.try_get("source_outgoing_total")?,
         encoding,
         row_hash: row.try_get("row_hash")?,
+        kind: row.try_get("kind")?,
+        balance_after: row.try_get("source_balance_after")?,
+        held_after: row.try_get("source_held_after")?,
+        overdraft_limit: row.try_get("source_overdraft_limit")?,
     })
 }
 

@@ -14,8 +14,10 @@ use crate::error::Context;
 use crate::journal::{hex, read_row, ROW_TEXT};
 use crate::{Ledger, StoreError};
 
+mod holds;
 mod journal;
 
+use holds::verify_holds_and_reversals;
 use journal::verify_journal;
 
 /// What `verify` found.
@@ -90,11 +92,17 @@ pub const RULES: &[&str] = &[
     "currency_mismatch",
     "unknown_account",
     "hash_mismatch",
-    "negative_balance",
+    "non_money_row_moves_money",
+    "row_below_overdraft_line",
+    "below_overdraft_line",
     "closed_with_balance",
     "transfer_after_close",
     "derived_balance_mismatch",
     "conservation",
+    "held_mismatch",
+    "hold_resolution_mismatch",
+    "capture_mismatch",
+    "reversal_mismatch",
     "idempotency_key_dangling",
     "journal_leaf_gap",
     "journal_leaf_without_row",
@@ -127,7 +135,9 @@ impl Ledger {
 
     /// Recomputes every chain and every invariant from the log alone: gap-free
     /// sequences, running totals, row hashes, time order, amounts, currency
-    /// agreement, per-currency sums of zero, no negative customer balance,
+    /// agreement, per-currency sums of zero, no customer balance below its
+    /// overdraft line (nor any row's available balance below zero), holds,
+    /// captures and reversals consistent (see `holds`),
     /// each derived balance equal to a plain recomputation, every closed
     /// account empty with no transfer after its close, every idempotency
     /// key's recorded transfer or batch present, and the journal tree (each
@@ -144,11 +154,12 @@ impl Ledger {
             .start()
             .await?;
 
-        // (currency, is system, closed_at in µs since the epoch).
-        let accounts: HashMap<Uuid, (String, bool, Option<i64>)> = tx
+        // (currency, is system, closed_at in µs since the epoch, opening
+        // overdraft line).
+        let accounts: HashMap<Uuid, (String, bool, Option<i64>, Decimal)> = tx
             .query(
                 "select account_id, currency_code, is_system, \
-                        (extract(epoch from closed_at) * 1000000)::bigint \
+                        (extract(epoch from closed_at) * 1000000)::bigint, overdraft_limit \
                    from ledger.accounts",
                 &[],
             )
@@ -157,7 +168,12 @@ impl Ledger {
             .map(|row| {
                 Ok((
                     row.try_get(0)?,
-                    (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
+                    (
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                    ),
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
@@ -175,6 +191,8 @@ impl Ledger {
         let mut balances: HashMap<Uuid, Decimal> = HashMap::new();
         // The latest transfer touching each account, in µs.
         let mut last_moved: HashMap<Uuid, i64> = HashMap::new();
+        // The line on each source's latest row.
+        let mut lines: HashMap<Uuid, Decimal> = HashMap::new();
 
         let statement = tx
             .prepare(&format!(
@@ -221,8 +239,29 @@ impl Ledger {
                     format!("expected seq {expected_seq}, found {}", row.seq),
                 );
             }
-            if row.amount <= Decimal::ZERO {
+            // A hold's placement and a line change move nothing; every
+            // other row moves a positive amount.
+            let moves_money = !matches!(row.kind.as_str(), "hold" | "overdraft_change");
+            if moves_money && row.amount <= Decimal::ZERO {
                 violation("non_positive_amount", format!("amount {}", row.amount));
+            }
+            if !moves_money && !row.amount.is_zero() {
+                violation(
+                    "non_money_row_moves_money",
+                    format!("a {} row moves {}", row.kind, row.amount),
+                );
+            }
+            let source_is_system = accounts.get(&row.source).is_some_and(|account| account.1);
+            if !source_is_system
+                && row.balance_after - row.held_after + row.overdraft_limit < Decimal::ZERO
+            {
+                violation(
+                    "row_below_overdraft_line",
+                    format!(
+                        "balance {} - held {} + line {} is below zero",
+                        row.balance_after, row.held_after, row.overdraft_limit
+                    ),
+                );
             }
             if row.source == row.destination {
                 violation("same_account", "source equals destination".into());
@@ -244,8 +283,8 @@ impl Ledger {
             }
             for account in [row.source, row.destination] {
                 match accounts.get(&account) {
-                    Some((currency, _, _)) if *currency == row.currency => {}
-                    Some((currency, _, _)) => violation(
+                    Some((currency, ..)) if *currency == row.currency => {}
+                    Some((currency, ..)) => violation(
                         "currency_mismatch",
                         format!(
                             "{} transfer touches {currency} account {account}",
@@ -269,6 +308,7 @@ impl Ledger {
                     ),
                 );
             }
+            lines.insert(row.source, row.overdraft_limit);
             *balances.entry(row.source).or_default() -= row.amount;
             *balances.entry(row.destination).or_default() += row.amount;
             for account in [row.source, row.destination] {
@@ -300,21 +340,22 @@ impl Ledger {
         let mut ids: Vec<&Uuid> = accounts.keys().collect();
         ids.sort();
         for id in ids {
-            let (currency, is_system, closed_at) = &accounts[id];
+            let (currency, is_system, closed_at, opening_line) = &accounts[id];
+            let line = lines.get(id).unwrap_or(opening_line);
             let recomputed = balances.get(id).copied().unwrap_or_default();
             report.accounts_checked += 1;
             let total = sums.entry(currency).or_default();
             total.0 += 1;
             total.1 += recomputed;
             let subject = Some(id.to_string());
-            if !is_system && recomputed < Decimal::ZERO {
+            if !is_system && recomputed + line < Decimal::ZERO {
                 flag(
                     &mut report,
                     Violation {
-                        rule: "negative_balance",
+                        rule: "below_overdraft_line",
                         row: None,
                         subject: subject.clone(),
-                        detail: format!("balance {recomputed}"),
+                        detail: format!("balance {recomputed} is below its line of -{line}"),
                     },
                 );
             }
@@ -411,6 +452,7 @@ impl Ledger {
                 );
             }
         }
+        verify_holds_and_reversals(&tx, &mut report).await?;
         verify_journal(&tx, &mut report).await?;
         tx.commit().await.context("end the verify snapshot")?;
         Ok(report)

@@ -17,6 +17,7 @@ async fn an_account_opens_with_its_initial_balance_from_the_system_account() {
     let account = ledger
         .open_account(
             NewAccount {
+                overdraft_limit: None,
                 id: Some(id),
                 currency: usd(),
                 initial_balance: Some(dec("250.00")),

@@ -1,8 +1,10 @@
 //! The database itself enforces the invariants, whoever writes to it.
 
+use std::time::Duration;
+
 use ledger_domain::AccountId;
-use ledger_store::Constraint;
-use ledger_testkit::{close_in_progress, dec, eur, open, open_in, usd, TestDatabase};
+use ledger_store::{Constraint, HoldExpiry, NewHold};
+use ledger_testkit::{close_in_progress, dec, eur, open, open_in, transfer, usd, TestDatabase};
 
 #[tokio::test]
 async fn update_delete_and_truncate_of_the_log_fail_even_in_plain_sql() {
@@ -63,6 +65,22 @@ fn insert_transfer(
     )
 }
 
+/// A row of another kind (sql/V6), with its extra `columns` and `values`.
+fn insert_row(
+    source: impl std::fmt::Display,
+    seq: i64,
+    destination: impl std::fmt::Display,
+    amount: &str,
+    columns: &str,
+    values: &str,
+) -> String {
+    format!(
+        "insert into ledger.transfers (source_account_id, source_seq, transfer_id,
+             destination_account_id, currency_code, amount, {columns})
+         values ('{source}', {seq}, gen_random_uuid(), '{destination}', 'USD', {amount}, {values})"
+    )
+}
+
 #[tokio::test]
 async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
     let (database, ledger, [a, b]) = TestDatabase::with_accounts(["10.00", "0"]).await;
@@ -73,6 +91,20 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
     let unknown = AccountId::generate();
     // Its first row (seq 0) is a's opening deposit.
     let system = AccountId::system(usd());
+    // Holds and a transfer to reverse (sql/V6): out of `holder`, seq 0-2.
+    let holder = open(&ledger, "10.00").await;
+    let pending = place_hold(&ledger, holder, b, "5", HoldExpiry::Default).await;
+    let lapsed = place_hold(
+        &ledger,
+        holder,
+        b,
+        "1",
+        HoldExpiry::After(Duration::from_secs(1)),
+    )
+    .await;
+    let paid = transfer(&ledger, holder, b, "1").await.id;
+    let next = 3; // holder's next sequence number
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let client = database.connect().await.expect("connect");
     let closer = close_in_progress(&database, closing).await;
     let before = database.snapshot().await;
@@ -168,6 +200,68 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
             ),
         ),
         refusal(
+            "transfers_overdraft_limit_non_negative",
+            "a negative line",
+            insert_row(holder, next, system, "0", "kind, source_overdraft_limit", "'overdraft_change', -1"),
+        ),
+        refusal(
+            "accounts_overdraft_limit_non_negative",
+            "an account opened with a negative line",
+            "insert into ledger.accounts (account_id, currency_code, overdraft_limit)
+             values (gen_random_uuid(), 'USD', -1)"
+                .to_owned(),
+        ),
+        refusal(
+            "transfers_hold_expires_after_placement",
+            "a hold that expired before it was placed",
+            insert_row(holder, next, b, "0", "kind, held_amount, hold_expires_at", "'hold', 1, '2000-01-01Z'"),
+        ),
+        refusal(
+            "transfers_hold_id_fkey",
+            "a capture of no hold",
+            insert_row(holder, next, b, "1", "kind, hold_id", "'capture', gen_random_uuid()"),
+        ),
+        refusal(
+            "transfers_hold_pending",
+            "a capture after the hold's expiry",
+            insert_row(holder, next, b, "1", "kind, hold_id", &format!("'capture', '{lapsed}'")),
+        ),
+        refusal(
+            "transfers_capture_within_hold",
+            "a capture of more than the hold",
+            insert_row(holder, next, b, "5.01", "kind, hold_id", &format!("'capture', '{pending}'")),
+        ),
+        refusal(
+            "transfers_reverses_transfer_id_fkey",
+            "a reversal of no transfer",
+            insert_row(b, 0, holder, "1", "kind, reverses_transfer_id", "'reversal', gen_random_uuid()"),
+        ),
+        refusal(
+            "transfers_reversal_within_original",
+            "a reversal of more than the original",
+            insert_row(b, 0, holder, "1.01", "kind, reverses_transfer_id", &format!("'reversal', '{paid}'")),
+        ),
+        refusal(
+            "hold_resolutions_pkey",
+            "a hold resolved twice",
+            format!(
+                "insert into ledger.hold_resolutions (hold_id, outcome) values ('{pending}', 'voided');
+                 insert into ledger.hold_resolutions (hold_id, outcome) values ('{pending}', 'voided')"
+            ),
+        ),
+        refusal(
+            "hold_resolutions_hold_id_fkey",
+            "a resolution of no hold",
+            "insert into ledger.hold_resolutions (hold_id, outcome)
+             values (gen_random_uuid(), 'voided')"
+                .to_owned(),
+        ),
+        refusal(
+            "hold_resolutions_hold_pending",
+            "a void after the expiry",
+            format!("insert into ledger.hold_resolutions (hold_id, outcome) values ('{lapsed}', 'voided')"),
+        ),
+        refusal(
             "accounts_pkey",
             "the id is taken",
             format!(
@@ -205,4 +299,23 @@ async fn plain_sql_inserts_that_break_a_rule_are_rejected_by_name() {
     }
     assert_eq!(database.snapshot().await, before, "nothing was written");
     closer.batch_execute("rollback").await.expect("rollback");
+}
+
+/// A hold placed through the store.
+async fn place_hold(
+    ledger: &ledger_store::Ledger,
+    source: AccountId,
+    destination: AccountId,
+    amount: &str,
+    expiry: HoldExpiry,
+) -> uuid::Uuid {
+    let request = NewHold {
+        source,
+        destination,
+        amount: dec(amount),
+        expiry,
+        metadata: None,
+    };
+    let hold = ledger.place_hold(request, None).await.expect("hold placed");
+    hold.value.id.as_uuid()
 }

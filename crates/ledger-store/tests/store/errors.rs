@@ -8,6 +8,7 @@ use ledger_testkit::{dec, key, keyed_transfer, open_in, usd, TestDatabase};
 /// A request to open a USD account.
 fn usd_account(id: Option<AccountId>, initial_balance: Option<&str>) -> NewAccount {
     NewAccount {
+        overdraft_limit: None,
         id,
         currency: usd(),
         initial_balance: initial_balance.map(dec),

@@ -288,6 +288,7 @@ async fn deposits_and_openings_share_the_system_accounts_groups() {
         tokio::spawn(async move {
             let key = IdempotencyKey::parse(&format!("open-{}", i / 2)).expect("key");
             let request = NewAccount {
+                overdraft_limit: None,
                 id: None,
                 currency: usd(),
                 initial_balance: Some(dec("2.50")),

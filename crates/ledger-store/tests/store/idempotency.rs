@@ -82,6 +82,7 @@ async fn opening_an_account_with_a_key_twice_opens_it_once() {
     let (database, ledger) = TestDatabase::with_ledger().await;
     let key = key("open-1");
     let request = || NewAccount {
+        overdraft_limit: None,
         id: None,
         currency: Currency::parse("GBP").expect("GBP"),
         initial_balance: Some(dec("9.99")),

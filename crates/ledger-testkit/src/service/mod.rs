@@ -427,6 +427,11 @@ impl TestApp {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
+    /// `PUT path` with a JSON body, checked.
+    pub async fn put(&self, path: &str, body: &Value) -> ApiResponse {
+        self.send(self.request(Method::PUT, path).json(body)).await
+    }
+
     /// Posts each `(body, why)` to `path` and panics unless every one is
     /// refused as the problem `code` with `status`.
     pub async fn expect_posts_refused<'a>(
