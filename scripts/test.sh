@@ -35,9 +35,11 @@ stage "cargo test ${CARGO_LOCKED[*]:-}${CARGO_LOCKED[*]:+ }--workspace --all-tar
 cargo_locked test --workspace --all-targets
 
 # Suites that need a running service: the load smoke test (ci-extra.sh),
-# the short schemathesis run (ci-faults.sh), and reads on a real streaming
-# replica (replica-tests.sh: its own primary and standby, about 30 s).
-for suite in scripts/ci-extra.sh scripts/ci-faults.sh scripts/replica-tests.sh; do
+# the short schemathesis run (ci-faults.sh), reads on a real streaming
+# replica (replica-tests.sh: its own primary and standby, about 30 s) and the
+# web console's scenarios in headless Chromium (browser-tests.sh, about a
+# minute once installed).
+for suite in scripts/ci-extra.sh scripts/ci-faults.sh scripts/replica-tests.sh scripts/browser-tests.sh; do
   if [[ -x "$suite" ]]; then
     stage "$suite"
     "$suite"

@@ -221,6 +221,13 @@ fn requests(w: &World) -> Vec<(Method, String, Option<Value>, Scope, Target)> {
             Target::None,
         ),
         (
+            Method::GET,
+            "/keys/self".into(),
+            None,
+            Scope::Read,
+            Target::None,
+        ),
+        (
             Method::POST,
             "/keys".into(),
             Some(json!({"scope": "read"})),
@@ -324,10 +331,49 @@ async fn the_probes_and_the_documents_answer_without_a_key() {
     }
     // Not operations of the document: sent raw, without a key.
     let anonymous = http_client(Duration::from_secs(10));
-    for path in ["/openapi.json", "/docs/"] {
+    for path in ["/openapi.json", "/docs/", "/console/"] {
         let response = anonymous.get(app.url(path)).send().await.expect(path);
         assert_eq!(response.status().as_u16(), 200, "{path}");
     }
+}
+
+#[tokio::test]
+async fn a_key_learns_its_own_scope_and_accounts_and_nothing_secret() {
+    let app = spawn_app().await;
+    let mine = app.funded_account("10.00").await;
+    let own = AccountId::from(Uuid::parse_str(&mine).expect("an id"));
+    let restricted = app.database().api_key(Scope::Write, Some(vec![own])).await;
+    let reader = app.database().api_key(Scope::Read, None).await;
+
+    let response = app
+        .send_as(Some(&restricted), Method::GET, "/keys/self", None)
+        .await;
+    response.expect_status(200);
+    assert_eq!(response.body["scope"], "write");
+    assert_eq!(response.body["accounts"], json!([mine]));
+    let listed = app.get("/keys").await.body["items"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|key| restricted.starts_with(key["prefix"].as_str().unwrap_or("-")))
+        .cloned()
+        .expect("the key is listed");
+    assert_eq!(response.body["id"], listed["id"]);
+    assert!(
+        !response.body.to_string().contains(&restricted[3..]),
+        "never the secret"
+    );
+
+    let response = app
+        .send_as(Some(&reader), Method::GET, "/keys/self", None)
+        .await;
+    response.expect_status(200);
+    assert_eq!(response.body["scope"], "read");
+    assert_eq!(response.body["accounts"], Value::Null);
+    // `self` is not a key id: revoking it is no route.
+    app.send_as(Some(&reader), Method::DELETE, "/keys/self", None)
+        .await
+        .expect_status(405);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod auth;
 mod balances;
 mod batches;
 mod concurrency;
+mod console;
 mod holds;
 mod idempotency;
 mod journal;

@@ -73,6 +73,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_operation() {
             "GET /journal/consistency",
             "GET /journal/digest",
             "GET /keys",
+            "GET /keys/self",
             "GET /ready",
             "GET /transfers",
             "GET /transfers/{id}",

@@ -20,7 +20,7 @@ use utoipa::openapi::path::HttpMethod;
 use crate::config::ApiConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::handlers::{fallback, AppState};
-use crate::{admission, body, metrics, openapi, routes, telemetry};
+use crate::{admission, body, console, metrics, openapi, routes, telemetry};
 
 /// Builds the application around a ledger. Called once per worker.
 pub fn build_app(
@@ -63,6 +63,8 @@ pub fn build_app(
                 routes::actix_route(&HttpMethod::Get).to(openapi_json),
             )],
         ))
+        // The web console: static pages, loaded without a key.
+        .service(console::resources())
         // The UI's pages use relative links, so they need the trailing slash.
         .service(routes::resource(
             "/docs",

@@ -35,6 +35,12 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The key that authenticated the request; `None` when authentication
+    /// is off.
+    pub fn key(&self) -> Option<&ApiKey> {
+        self.key.as_ref()
+    }
+
     /// Its key's id, recorded as the author of its writes.
     pub fn key_id(&self) -> Option<Uuid> {
         self.key.as_ref().map(|key| key.id)

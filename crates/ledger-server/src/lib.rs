@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod handlers;

@@ -130,6 +130,9 @@ pub fn operations(batch_body_limit_bytes: usize) -> Vec<Operation> {
         Operation::new(journal::__path_consistency, journal::consistency),
         Operation::new(keys::__path_create_key, keys::create_key).scope(Scope::Admin),
         Operation::new(keys::__path_list_keys, keys::list_keys).scope(Scope::Admin),
+        // Before `/keys/{id}`: actix gives a request to the first resource
+        // whose pattern matches, and `{id}` matches `self`.
+        Operation::new(keys::__path_own_key, keys::own_key),
         Operation::new(keys::__path_revoke_key, keys::revoke_key).scope(Scope::Admin),
     ]
 }

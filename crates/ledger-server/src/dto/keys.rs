@@ -80,3 +80,46 @@ pub struct KeyList {
     /// The keys, revoked ones included.
     pub items: Vec<KeyDto>,
 }
+
+/// The key a request was made with, as that key sees itself: what a client
+/// (the console) needs to know to offer only what the key may do.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OwnApiKey)]
+pub struct OwnKeyDto {
+    /// Its id; null when the service runs without authentication
+    /// (`LEDGER_AUTH=off`), where every caller may do everything.
+    #[schema(required = true)]
+    pub id: Option<Uuid>,
+    /// Its name, or null.
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// What it may do (`admin` when authentication is off).
+    #[schema(example = "write")]
+    pub scope: String,
+    /// The only accounts it may use; null: all.
+    #[schema(required = true)]
+    pub accounts: Option<Vec<Uuid>>,
+}
+
+impl OwnKeyDto {
+    /// The caller's key; `None`: authentication is off.
+    pub fn of(key: Option<&ApiKey>) -> Self {
+        match key {
+            Some(key) => Self {
+                id: Some(key.id),
+                name: key.name.clone(),
+                scope: key.scope.as_str().to_owned(),
+                accounts: key
+                    .accounts
+                    .as_ref()
+                    .map(|ids| ids.iter().map(|id| id.as_uuid()).collect()),
+            },
+            None => Self {
+                id: None,
+                name: None,
+                scope: ledger_domain::Scope::Admin.as_str().to_owned(),
+                accounts: None,
+            },
+        }
+    }
+}

@@ -7,7 +7,7 @@ use ledger_store::NewApiKey;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::dto::{CreateKeyRequest, CreatedKeyDto, KeyDto, KeyList};
+use crate::dto::{CreateKeyRequest, CreatedKeyDto, KeyDto, KeyList, OwnKeyDto};
 use crate::error::{ApiError, Problem};
 use crate::handlers::responses::BadId;
 use crate::handlers::AppState;
@@ -87,6 +87,19 @@ pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     Ok(HttpResponse::Ok().json(KeyList {
         items: keys.into_iter().map(KeyDto::from).collect(),
     }))
+}
+
+/// The key this request is made with: its scope and the accounts it is
+/// limited to, so that a client can hide what the key may not do. Any key
+/// that may read may ask; never a secret.
+#[utoipa::path(
+    get,
+    path = "/keys/self",
+    tag = "keys",
+    responses((status = 200, description = "The caller's own key.", body = OwnKeyDto)),
+)]
+pub async fn own_key(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(OwnKeyDto::of(caller.key()))
 }
 
 /// Revokes a key, on every instance from the next request on. Revoking a
