@@ -92,18 +92,22 @@ impl TransferEncoding<'_> {
     /// with it still verify, since an auditor hashes the encodings a proof
     /// carries as they are.
     pub fn encode(&self) -> String {
-        if let Some(extension) = &self.extension {
-            return format!(
-                "ledger-transfer-v3|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-                self.transfer_id,
-                self.source,
-                self.source_seq,
-                self.destination,
-                self.currency,
-                self.amount,
-                self.created_at_micros,
-                self.source_outgoing_total,
-                self.source_balance_after,
+        let row = format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            self.transfer_id,
+            self.source,
+            self.source_seq,
+            self.destination,
+            self.currency,
+            self.amount,
+            self.created_at_micros,
+            self.source_outgoing_total,
+            self.source_balance_after,
+        );
+        match &self.extension {
+            None => format!("ledger-transfer-v2|{row}|{}", self.metadata),
+            Some(extension) => format!(
+                "ledger-transfer-v3|{row}|{}|{}|{}|{}|{}|{}|{}|{}",
                 extension.kind,
                 extension.overdraft_limit,
                 extension.held_after,
@@ -115,21 +119,8 @@ impl TransferEncoding<'_> {
                 extension.hold_id,
                 extension.reverses,
                 self.metadata
-            );
+            ),
         }
-        format!(
-            "ledger-transfer-v2|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-            self.transfer_id,
-            self.source,
-            self.source_seq,
-            self.destination,
-            self.currency,
-            self.amount,
-            self.created_at_micros,
-            self.source_outgoing_total,
-            self.source_balance_after,
-            self.metadata
-        )
     }
 
     /// This row's hash, given the previous row's.
